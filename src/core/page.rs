@@ -1,0 +1,77 @@
+//! Cutting one page out of the ranked matches without sorting all of them.
+
+use std::collections::BinaryHeap;
+
+use super::order::Ranked;
+
+/// The `count` best items after skipping `offset`, in order. Keeps a max-heap of at most
+/// `offset + count` items, so the work is O(n log(offset + count)) and the memory bounded.
+pub fn cut_page(items: impl IntoIterator<Item = Ranked>, offset: u64, count: u64) -> Vec<Ranked> {
+    let keep = usize::try_from(offset.saturating_add(count)).unwrap_or(usize::MAX);
+    if count == 0 || keep == 0 {
+        return Vec::new();
+    }
+    let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
+    for item in items {
+        if best.len() < keep {
+            best.push(item);
+        } else if best.peek().is_some_and(|worst| item < *worst) {
+            best.pop();
+            best.push(item);
+        }
+    }
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    let take = usize::try_from(count).unwrap_or(usize::MAX);
+    best.into_sorted_vec()
+        .into_iter()
+        .skip(skip)
+        .take(take)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::query::Direction;
+
+    fn ranked(values: &[u32]) -> Vec<Ranked> {
+        values
+            .iter()
+            .map(|&v| {
+                Ranked::new(
+                    v.to_string().into_bytes(),
+                    Some(f64::from(v)),
+                    Direction::Asc,
+                )
+            })
+            .collect()
+    }
+
+    fn ids(page: &[Ranked]) -> Vec<String> {
+        page.iter()
+            .map(|r| String::from_utf8_lossy(&r.id).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn pages_match_a_full_sort() {
+        let values: Vec<u32> = (0..200).map(|i| (i * 7919) % 211).collect();
+        let mut sorted = ranked(&values);
+        sorted.sort();
+        for (offset, count) in [(0, 10), (5, 3), (190, 20), (250, 5), (0, 0), (0, 1000)] {
+            let page = cut_page(ranked(&values), offset, count);
+            let expected: Vec<Ranked> = sorted
+                .iter()
+                .skip(offset as usize)
+                .take(count as usize)
+                .cloned()
+                .collect();
+            assert_eq!(ids(&page), ids(&expected), "offset {offset} count {count}");
+        }
+    }
+
+    #[test]
+    fn huge_offset_is_an_empty_page() {
+        assert!(cut_page(ranked(&[1, 2, 3]), u64::MAX, 10).is_empty());
+    }
+}

@@ -1,0 +1,273 @@
+//! The typed query of CRM.MEETINGS and the parser that builds it from the command's arguments.
+
+use super::store::SetRef;
+use crate::error::{printable, CrmError};
+
+pub type Bytes = Vec<u8>;
+
+/// The candidates must hold one of `values` for `field` (FILTER given once or more for a field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterGroup {
+    pub field: Bytes,
+    /// Distinct values in the order they were first given.
+    pub values: Vec<Bytes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortBy {
+    pub field: Bytes,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub installation: Bytes,
+    pub user: Bytes,
+    /// One group per distinct field: intersection across groups, union inside one.
+    pub filters: Vec<FilterGroup>,
+    pub sort: SortBy,
+    pub offset: u64,
+    pub count: u64,
+}
+
+impl Query {
+    /// The set of clients whose meetings the querying user may see.
+    pub fn visible_clients(&self) -> SetRef<'_> {
+        SetRef::VisibleClients {
+            installation: &self.installation,
+            user: &self.user,
+        }
+    }
+}
+
+pub const DEFAULT_SORT_FIELD: &[u8] = b"date";
+pub const DEFAULT_COUNT: u64 = 10;
+
+/// Parses `<installation> <user> [FILTER f v]... [SORTBY f [ASC|DESC]] [LIMIT off cnt]`
+/// (the arguments after the command name). `max_page` caps LIMIT's count.
+pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
+    let (installation, user, mut rest) = match args {
+        [installation, user, rest @ ..] => (installation.to_vec(), user.to_vec(), rest),
+        _ => {
+            return Err(CrmError::WrongArity {
+                command: "crm.meetings",
+            })
+        }
+    };
+    let mut filters: Vec<FilterGroup> = Vec::new();
+    let mut sort: Option<SortBy> = None;
+    let mut limit: Option<(u64, u64)> = None;
+
+    while let [option, tail @ ..] = rest {
+        rest = tail;
+        if option.eq_ignore_ascii_case(b"FILTER") {
+            let [field, value, tail @ ..] = rest else {
+                return Err(bad("FILTER needs a field and a value"));
+            };
+            rest = tail;
+            if field.is_empty() {
+                return Err(bad("FILTER field must not be empty"));
+            }
+            add_filter(&mut filters, field, value);
+        } else if option.eq_ignore_ascii_case(b"SORTBY") {
+            let [field, tail @ ..] = rest else {
+                return Err(bad("SORTBY needs a field"));
+            };
+            rest = tail;
+            if sort.is_some() {
+                return Err(bad("SORTBY given more than once"));
+            }
+            if field.is_empty() {
+                return Err(bad("SORTBY field must not be empty"));
+            }
+            let mut direction = Direction::Asc;
+            if let [word, tail @ ..] = rest {
+                if word.eq_ignore_ascii_case(b"ASC") {
+                    rest = tail;
+                } else if word.eq_ignore_ascii_case(b"DESC") {
+                    direction = Direction::Desc;
+                    rest = tail;
+                }
+            }
+            sort = Some(SortBy {
+                field: field.to_vec(),
+                direction,
+            });
+        } else if option.eq_ignore_ascii_case(b"LIMIT") {
+            let [offset, count, tail @ ..] = rest else {
+                return Err(bad("LIMIT needs an offset and a count"));
+            };
+            rest = tail;
+            if limit.is_some() {
+                return Err(bad("LIMIT given more than once"));
+            }
+            let offset = parse_non_negative(offset, "LIMIT offset")?;
+            let count = parse_non_negative(count, "LIMIT count")?;
+            if count > max_page {
+                return Err(bad(&format!(
+                    "LIMIT count {count} is above the maximum page size {max_page} (crm.max-page)"
+                )));
+            }
+            limit = Some((offset, count));
+        } else {
+            return Err(bad(&format!(
+                "unknown option '{}': expected FILTER, SORTBY or LIMIT",
+                printable(option)
+            )));
+        }
+    }
+
+    let (offset, count) = limit.unwrap_or((0, DEFAULT_COUNT.min(max_page)));
+    Ok(Query {
+        installation,
+        user,
+        filters,
+        sort: sort.unwrap_or(SortBy {
+            field: DEFAULT_SORT_FIELD.to_vec(),
+            direction: Direction::Asc,
+        }),
+        offset,
+        count,
+    })
+}
+
+fn add_filter(filters: &mut Vec<FilterGroup>, field: &[u8], value: &[u8]) {
+    match filters.iter_mut().find(|group| group.field == field) {
+        Some(group) => {
+            if !group.values.iter().any(|known| known == value) {
+                group.values.push(value.to_vec());
+            }
+        }
+        None => filters.push(FilterGroup {
+            field: field.to_vec(),
+            values: vec![value.to_vec()],
+        }),
+    }
+}
+
+/// A non-negative integer in canonical decimal form (digits only, as Redis prints them).
+fn parse_non_negative(arg: &[u8], what: &str) -> Result<u64, CrmError> {
+    let parsed = std::str::from_utf8(arg)
+        .ok()
+        .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|text| text.parse::<u64>().ok());
+    parsed.ok_or_else(|| {
+        bad(&format!(
+            "{what} must be a non-negative integer, got '{}'",
+            printable(arg)
+        ))
+    })
+}
+
+fn bad(message: &str) -> CrmError {
+    CrmError::BadArgument(message.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &str) -> Result<Query, CrmError> {
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+        parse_query(&args, 1000)
+    }
+
+    fn message(words: &str) -> String {
+        parse(words).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let query = parse("10 1").unwrap();
+        assert_eq!(query.installation, b"10");
+        assert_eq!(query.user, b"1");
+        assert!(query.filters.is_empty());
+        assert_eq!(query.sort.field, b"date");
+        assert_eq!(query.sort.direction, Direction::Asc);
+        assert_eq!((query.offset, query.count), (0, 10));
+    }
+
+    #[test]
+    fn filters_group_by_field_and_drop_repeats() {
+        let query =
+            parse("10 1 FILTER type email filter status open FILTER type sms FILTER type email")
+                .unwrap();
+        assert_eq!(query.filters.len(), 2);
+        assert_eq!(query.filters[0].field, b"type");
+        assert_eq!(
+            query.filters[0].values,
+            vec![b"email".to_vec(), b"sms".to_vec()]
+        );
+        assert_eq!(query.filters[1].values, vec![b"open".to_vec()]);
+    }
+
+    #[test]
+    fn sortby_and_limit() {
+        let query = parse("10 1 SORTBY created desc LIMIT 20 5").unwrap();
+        assert_eq!(query.sort.field, b"created");
+        assert_eq!(query.sort.direction, Direction::Desc);
+        assert_eq!((query.offset, query.count), (20, 5));
+        // A field named like a keyword after SORTBY is the field, not a direction.
+        let query = parse("10 1 SORTBY asc").unwrap();
+        assert_eq!(query.sort.field, b"asc");
+        assert_eq!(query.sort.direction, Direction::Asc);
+        assert_eq!(parse("10 1 LIMIT 0 0").unwrap().count, 0);
+    }
+
+    #[test]
+    fn errors_name_the_bad_argument() {
+        assert_eq!(
+            message("10"),
+            "ERR wrong number of arguments for 'crm.meetings' command"
+        );
+        assert_eq!(
+            message("10 1 FILTER type"),
+            "ERR FILTER needs a field and a value"
+        );
+        assert_eq!(
+            message("10 1 FILTER  x"),
+            "ERR FILTER field must not be empty"
+        );
+        assert_eq!(message("10 1 SORTBY"), "ERR SORTBY needs a field");
+        assert_eq!(
+            message("10 1 LIMIT 5"),
+            "ERR LIMIT needs an offset and a count"
+        );
+        assert_eq!(
+            message("10 1 LIMIT -1 5"),
+            "ERR LIMIT offset must be a non-negative integer, got '-1'"
+        );
+        assert_eq!(
+            message("10 1 LIMIT 0 x"),
+            "ERR LIMIT count must be a non-negative integer, got 'x'"
+        );
+        assert_eq!(
+            message("10 1 LIMIT 0 1001"),
+            "ERR LIMIT count 1001 is above the maximum page size 1000 (crm.max-page)"
+        );
+        assert_eq!(
+            message("10 1 LIMIT 0 99999999999999999999"),
+            "ERR LIMIT count must be a non-negative integer, got '99999999999999999999'"
+        );
+        assert_eq!(
+            message("10 1 ORDER date"),
+            "ERR unknown option 'ORDER': expected FILTER, SORTBY or LIMIT"
+        );
+        assert_eq!(
+            message("10 1 LIMIT 0 1 LIMIT 0 2"),
+            "ERR LIMIT given more than once"
+        );
+        assert_eq!(
+            message("10 1 SORTBY a SORTBY b"),
+            "ERR SORTBY given more than once"
+        );
+        assert!(message("10 1 LIMIT +1 2").contains("offset"));
+    }
+}

@@ -1,0 +1,66 @@
+//! What the core needs from storage, in the core's own terms. `store::keyspace` implements it
+//! on the Redis keyspace; `core::memory` implements it in memory for unit tests. Calls take
+//! whole batches of ids, so that an implementation can keep its keys open across a batch.
+
+use super::query::Bytes;
+use crate::error::CrmError;
+
+/// A set the query reads, named by what it means rather than by its key.
+#[derive(Debug, Clone, Copy)]
+pub enum SetRef<'q> {
+    /// Ids of the installation's meetings whose `field` holds `value`.
+    Filter {
+        installation: &'q [u8],
+        field: &'q [u8],
+        value: &'q [u8],
+    },
+    /// Ids of all the installation's meetings.
+    Meetings { installation: &'q [u8] },
+    /// Ids of the clients whose meetings the user may see.
+    VisibleClients {
+        installation: &'q [u8],
+        user: &'q [u8],
+    },
+}
+
+/// The hash fields of one meeting that decide whether and where it is shown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MeetingRow {
+    pub client: Option<Bytes>,
+    /// The sort field read from the hash, when the query sorts by a hash field.
+    pub sort_value: Option<Bytes>,
+}
+
+pub trait MeetingStore {
+    /// Number of members; 0 when the set does not exist.
+    fn set_len(&self, set: SetRef<'_>) -> Result<usize, CrmError>;
+
+    /// The members, possibly with repeats (a scan may return an element twice).
+    fn set_members(&self, set: SetRef<'_>) -> Result<Vec<Bytes>, CrmError>;
+
+    /// For each id, whether it is a member.
+    fn set_contains_each(&self, set: SetRef<'_>, ids: &[Bytes]) -> Result<Vec<bool>, CrmError>;
+
+    /// Whether the sort field has a sorted set (`false` when there is no such key).
+    fn has_sort_index(&self, installation: &[u8], field: &[u8]) -> Result<bool, CrmError>;
+
+    /// Each id's score in the sort field's sorted set.
+    fn sort_scores(
+        &self,
+        installation: &[u8],
+        field: &[u8],
+        ids: &[Bytes],
+    ) -> Result<Vec<Option<f64>>, CrmError>;
+
+    /// Each meeting's row; `None` where the meeting has no hash. `sort_field`, when given,
+    /// is read from the hash too.
+    fn meeting_rows(
+        &self,
+        installation: &[u8],
+        ids: &[Bytes],
+        sort_field: Option<&[u8]>,
+    ) -> Result<Vec<Option<MeetingRow>>, CrmError>;
+
+    /// Each meeting's `details` field.
+    fn details(&self, installation: &[u8], ids: &[Bytes]) -> Result<Vec<Option<Bytes>>, CrmError>;
+}

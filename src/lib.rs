@@ -1,0 +1,43 @@
+//! crm-meetings: a Redis module that answers "which meetings may this user see, filtered,
+//! sorted, one page at a time" natively. This file only registers commands and settings;
+//! `command/` is the edge, `core/` the pure query engine, `store/` the keyspace access.
+
+pub mod command;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod store;
+
+#[cfg(not(test))]
+mod module {
+    use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
+
+    use crate::command::{self, meetings};
+    use crate::config;
+
+    fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, meetings::meetings)
+    }
+
+    fn init(ctx: &Context, args: &[RedisString]) -> Status {
+        command::install_panic_hook();
+        match config::register(ctx, args) {
+            Ok(()) => Status::Ok,
+            Err(reason) => {
+                ctx.log_warning(&format!("crm-meetings: {reason}"));
+                Status::Err
+            }
+        }
+    }
+
+    redis_module! {
+        name: "crm",
+        version: 1,
+        allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+        data_types: [],
+        init: init,
+        commands: [
+            [meetings::NAME, crm_meetings, "readonly", 0, 0, 0, ""],
+        ],
+    }
+}

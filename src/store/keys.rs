@@ -1,0 +1,224 @@
+//! Key templates: how a deployment names its keys. A template such as
+//! `meeting_<field>:<value>_ins_<installation>` is parsed once, when it is configured, into
+//! literal parts and placeholders, so that rendering is one pass and a value containing
+//! `<id>` is never substituted again.
+
+use std::sync::Arc;
+
+use crate::core::query::Bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    Installation,
+    User,
+    Field,
+    Value,
+    Id,
+}
+
+impl Placeholder {
+    const ALL: [Placeholder; 5] = [
+        Placeholder::Installation,
+        Placeholder::User,
+        Placeholder::Field,
+        Placeholder::Value,
+        Placeholder::Id,
+    ];
+
+    fn token(self) -> &'static str {
+        match self {
+            Placeholder::Installation => "<installation>",
+            Placeholder::User => "<user>",
+            Placeholder::Field => "<field>",
+            Placeholder::Value => "<value>",
+            Placeholder::Id => "<id>",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Slot(Placeholder),
+}
+
+/// A parsed key template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+/// What each template may and must contain.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateRule {
+    pub allowed: &'static [Placeholder],
+    pub required: &'static [Placeholder],
+}
+
+impl Template {
+    /// Parses `source`; an unknown `<...>` placeholder, a placeholder the rule does not allow
+    /// or a missing required one is an error that says which.
+    pub fn parse(source: &str, rule: TemplateRule) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = source;
+        while !rest.is_empty() {
+            let found = Placeholder::ALL
+                .into_iter()
+                .find_map(|slot| rest.strip_prefix(slot.token()).map(|after| (slot, after)));
+            match found {
+                Some((slot, after)) => {
+                    if !rule.allowed.contains(&slot) {
+                        return Err(format!(
+                            "placeholder {} is not allowed here (allowed: {})",
+                            slot.token(),
+                            tokens(rule.allowed)
+                        ));
+                    }
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(Part::Slot(slot));
+                    rest = after;
+                }
+                None => {
+                    let mut chars = rest.chars();
+                    if let Some(c) = chars.next() {
+                        literal.push(c);
+                    }
+                    rest = chars.as_str();
+                }
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        for slot in rule.required {
+            if !parts.contains(&Part::Slot(*slot)) {
+                return Err(format!("template must contain {}", slot.token()));
+            }
+        }
+        Ok(Template {
+            source: source.to_string(),
+            parts,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The key for the given placeholder values; `value_of` is asked only for the
+    /// placeholders the template holds.
+    pub fn render<'v>(&self, value_of: impl Fn(Placeholder) -> &'v [u8]) -> Bytes {
+        let mut key = Vec::with_capacity(self.source.len() + 16);
+        self.render_into(&mut key, value_of);
+        key
+    }
+
+    /// `render` into a reused buffer, for the per-meeting hot path.
+    pub fn render_into<'v>(&self, key: &mut Bytes, value_of: impl Fn(Placeholder) -> &'v [u8]) {
+        key.clear();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => key.extend_from_slice(text.as_bytes()),
+                Part::Slot(slot) => key.extend_from_slice(value_of(*slot)),
+            }
+        }
+    }
+}
+
+/// The templates of every key a query reads, as configured when the query started.
+#[derive(Debug, Clone)]
+pub struct KeyTemplates {
+    /// `crm.filter-key`: SET of meeting ids per installation, field and value.
+    pub filter: Arc<Template>,
+    /// `crm.meetings-key`: SET of all meeting ids of an installation.
+    pub meetings: Arc<Template>,
+    /// `crm.clients-key`: SET of the client ids a user may see.
+    pub clients: Arc<Template>,
+    /// `crm.meeting-key`: HASH of one meeting.
+    pub meeting: Arc<Template>,
+    /// `crm.sort-key`: ZSET of one sort field's values.
+    pub sort: Arc<Template>,
+    /// `crm.sort-member`: a meeting's member name in the sort ZSET.
+    pub sort_member: Arc<Template>,
+}
+
+use Placeholder::{Field, Id, Installation, User, Value};
+
+pub const FILTER_KEY: TemplateRule = TemplateRule {
+    allowed: &[Installation, Field, Value],
+    required: &[Field, Value],
+};
+pub const MEETINGS_KEY: TemplateRule = TemplateRule {
+    allowed: &[Installation],
+    required: &[],
+};
+pub const CLIENTS_KEY: TemplateRule = TemplateRule {
+    allowed: &[Installation, User],
+    required: &[User],
+};
+pub const MEETING_KEY: TemplateRule = TemplateRule {
+    allowed: &[Installation, Id],
+    required: &[Id],
+};
+pub const SORT_KEY: TemplateRule = TemplateRule {
+    allowed: &[Installation, Field],
+    required: &[Field],
+};
+pub const SORT_MEMBER: TemplateRule = TemplateRule {
+    allowed: &[Installation, Id],
+    required: &[Id],
+};
+
+fn tokens(slots: &[Placeholder]) -> String {
+    let names: Vec<&str> = slots.iter().map(|slot| slot.token()).collect();
+    names.join(" ")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const FILTER: TemplateRule = FILTER_KEY;
+
+    #[test]
+    fn renders_in_one_pass() {
+        let template =
+            Template::parse("meeting_<field>:<value>_ins_<installation>", FILTER).unwrap();
+        let key = template.render(|slot| match slot {
+            Installation => b"10",
+            Field => b"type",
+            Value => b"<installation>",
+            _ => b"?",
+        });
+        assert_eq!(key, b"meeting_type:<installation>_ins_10");
+    }
+
+    #[test]
+    fn hash_tags_and_unknown_brackets_are_literals() {
+        let template = Template::parse("{<installation>}:m_<field>:<value>:<x>", FILTER).unwrap();
+        let key = template.render(|slot| match slot {
+            Installation => b"7",
+            Field => b"f",
+            Value => b"v",
+            _ => b"?",
+        });
+        assert_eq!(key, b"{7}:m_f:v:<x>");
+    }
+
+    #[test]
+    fn rules_are_enforced() {
+        assert_eq!(
+            Template::parse("meeting_<field>_<user>:<value>", FILTER).unwrap_err(),
+            "placeholder <user> is not allowed here (allowed: <installation> <field> <value>)"
+        );
+        assert_eq!(
+            Template::parse("meeting_<field>", FILTER).unwrap_err(),
+            "template must contain <value>"
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! A small safe wrapper over the module API's key handles, for reading sets, hashes and
+//! sorted sets directly (no command call per element). Every raw call goes through here.
+
+use std::ffi::c_void;
+use std::os::raw::{c_char, c_int};
+use std::ptr;
+
+use redis_module::{raw, Context};
+
+use crate::core::query::Bytes;
+use crate::error::{CrmError, KeyKind};
+
+/// A module API function pointer, or an internal error when the server lacks it.
+macro_rules! api {
+    ($name:ident) => {
+        // SAFETY: the function table is written once by RedisModule_Init, before any command runs.
+        unsafe { raw::$name }.ok_or_else(|| {
+            CrmError::Internal(concat!(stringify!($name), " is not available").to_string())
+        })?
+    };
+}
+
+/// An owned `RedisModuleString`, freed on drop.
+pub struct ModuleString(*mut raw::RedisModuleString);
+
+impl ModuleString {
+    pub fn new(bytes: &[u8]) -> Result<Self, CrmError> {
+        let create = api!(RedisModule_CreateString);
+        // SAFETY: a NULL context makes an unmanaged string that we free in Drop.
+        let inner = unsafe {
+            create(
+                ptr::null_mut(),
+                bytes.as_ptr().cast::<c_char>(),
+                bytes.len(),
+            )
+        };
+        Ok(ModuleString(inner))
+    }
+
+    pub fn as_ptr(&self) -> *mut raw::RedisModuleString {
+        self.0
+    }
+}
+
+impl Drop for ModuleString {
+    fn drop(&mut self) {
+        // SAFETY: we own the string; see `new`.
+        if let Some(free) = unsafe { raw::RedisModule_FreeString } {
+            unsafe { free(ptr::null_mut(), self.0) };
+        }
+    }
+}
+
+/// Copies the bytes of a string the server handed us.
+fn copy_bytes(string: *const raw::RedisModuleString) -> Bytes {
+    // SAFETY: `string` is a live string for the duration of the call; the table is loaded.
+    let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {
+        return Vec::new();
+    };
+    let mut len = 0usize;
+    let data = unsafe { ptr_len(string, &mut len) };
+    if data.is_null() {
+        return Vec::new();
+    }
+    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec()
+}
+
+/// A key opened for reading. A missing key has a NULL handle, which the raw API must never
+/// see for anything but KeyType/ValueLength; the methods check it.
+pub struct ReadKey {
+    handle: *mut raw::RedisModuleKey,
+    name: Bytes,
+}
+
+impl ReadKey {
+    pub fn open(ctx: &Context, name: &[u8]) -> Result<Self, CrmError> {
+        let open_key = api!(RedisModule_OpenKey);
+        let key_name = ModuleString::new(name)?;
+        // SAFETY: valid context and key name; READ mode returns NULL for a missing key.
+        let handle =
+            unsafe { open_key(ctx.ctx, key_name.as_ptr(), raw::REDISMODULE_READ as c_int) };
+        Ok(ReadKey {
+            handle,
+            name: name.to_vec(),
+        })
+    }
+
+    /// Whether the key exists; an error when it exists with another type than `kind`.
+    pub fn expect(&self, kind: KeyKind) -> Result<bool, CrmError> {
+        if self.handle.is_null() {
+            return Ok(false);
+        }
+        let key_type = api!(RedisModule_KeyType);
+        // SAFETY: non-NULL handle of an open key.
+        let actual = unsafe { key_type(self.handle) } as isize;
+        let wanted = match kind {
+            KeyKind::Set => raw::REDISMODULE_KEYTYPE_SET,
+            KeyKind::Hash => raw::REDISMODULE_KEYTYPE_HASH,
+            KeyKind::SortedSet => raw::REDISMODULE_KEYTYPE_ZSET,
+        };
+        if actual == raw::REDISMODULE_KEYTYPE_EMPTY {
+            Ok(false)
+        } else if actual == wanted {
+            Ok(true)
+        } else {
+            Err(CrmError::WrongType {
+                key: self.name.clone(),
+                expected: kind,
+            })
+        }
+    }
+
+    /// Number of elements (0 for a missing key). Call after `expect`.
+    pub fn cardinality(&self) -> Result<usize, CrmError> {
+        if self.handle.is_null() {
+            return Ok(0);
+        }
+        let value_length = api!(RedisModule_ValueLength);
+        // SAFETY: non-NULL handle of an open key.
+        Ok(unsafe { value_length(self.handle) })
+    }
+
+    /// Every member of a set (call after `expect(KeyKind::Set)` returned true).
+    pub fn set_members(&self) -> Result<Vec<Bytes>, CrmError> {
+        let mut members = Vec::with_capacity(self.cardinality()?);
+        if self.handle.is_null() {
+            return Ok(members);
+        }
+        let create = api!(RedisModule_ScanCursorCreate);
+        let destroy = api!(RedisModule_ScanCursorDestroy);
+        let scan_key = api!(RedisModule_ScanKey);
+
+        extern "C" fn collect(
+            _key: *mut raw::RedisModuleKey,
+            field: *mut raw::RedisModuleString,
+            _value: *mut raw::RedisModuleString,
+            data: *mut c_void,
+        ) {
+            // SAFETY: `data` is the `members` vector below, alive for the whole scan.
+            let members = unsafe { &mut *data.cast::<Vec<Bytes>>() };
+            if !field.is_null() {
+                members.push(copy_bytes(field));
+            }
+        }
+
+        // SAFETY: the cursor lives until destroyed below; the callback only pushes bytes.
+        unsafe {
+            let cursor = create();
+            let data = ptr::addr_of_mut!(members).cast::<c_void>();
+            while scan_key(self.handle, cursor, Some(collect), data) != 0 {}
+            destroy(cursor);
+        }
+        Ok(members)
+    }
+
+    /// The values of `fields` in a hash (call after `expect(KeyKind::Hash)` returned true).
+    /// At most two fields, which is all a query reads from one meeting.
+    pub fn hash_get(&self, fields: &[&ModuleString]) -> Result<[Option<Bytes>; 2], CrmError> {
+        let mut out: [*mut raw::RedisModuleString; 2] = [ptr::null_mut(); 2];
+        if self.handle.is_null() {
+            return Ok([None, None]);
+        }
+        let hash_get = api!(RedisModule_HashGet);
+        let none = raw::REDISMODULE_HASH_NONE as c_int;
+        let end = ptr::null_mut::<raw::RedisModuleString>();
+        // SAFETY: varargs are (field, out pointer) pairs ending with NULL, as HashGet wants.
+        unsafe {
+            let [a, b] = &mut out;
+            match fields {
+                [first] => hash_get(self.handle, none, first.as_ptr(), a, end),
+                [first, second] => hash_get(
+                    self.handle,
+                    none,
+                    first.as_ptr(),
+                    a,
+                    second.as_ptr(),
+                    b,
+                    end,
+                ),
+                _ => {
+                    return Err(CrmError::Internal(
+                        "hash_get takes one or two fields".into(),
+                    ))
+                }
+            }
+        };
+        Ok(out.map(|value| {
+            (!value.is_null()).then(|| {
+                let bytes = copy_bytes(value);
+                drop(ModuleString(value));
+                bytes
+            })
+        }))
+    }
+
+    /// The score of `member` in a sorted set (call after `expect(KeyKind::SortedSet)`).
+    pub fn zset_score(&self, member: &ModuleString) -> Result<Option<f64>, CrmError> {
+        if self.handle.is_null() {
+            return Ok(None);
+        }
+        let zset_score = api!(RedisModule_ZsetScore);
+        let mut score = 0f64;
+        // SAFETY: non-NULL handle of a sorted set and a live member string.
+        let status = unsafe { zset_score(self.handle, member.as_ptr(), &mut score) };
+        Ok((status == raw::REDISMODULE_OK as c_int).then_some(score))
+    }
+}
+
+impl Drop for ReadKey {
+    fn drop(&mut self) {
+        if !self.handle.is_null() {
+            // SAFETY: we opened the handle and close it once.
+            if let Some(close) = unsafe { raw::RedisModule_CloseKey } {
+                unsafe { close(self.handle) };
+            }
+        }
+    }
+}
