@@ -1,0 +1,308 @@
+//! Random CRM datasets with every awkward case (empty and missing sets, dangling ids,
+//! hashes without clientid or details, missing and repeated sort values, odd ids), their
+//! loading into a server, random queries, and a naive model of the expected answer.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use redis::Connection;
+
+use super::Answer;
+
+/// splitmix64: small, seedable, the same on every machine.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+pub const FIELDS: [(&str, &[&str]); 2] = [("type", &["email", "sms", "call"]), ("status", &["open", "close"])];
+const ODD_IDS: [&str; 8] = ["0", "-3", "-12", "007", "a1", "B", "-0", "99999999999999999999"];
+const RANKS: [&str; 8] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10"];
+
+#[derive(Debug, Default, Clone)]
+pub struct Dataset {
+    pub installation: String,
+    /// `(field, value)` to ids, for `installation`.
+    pub filter_sets: BTreeMap<(String, String), BTreeSet<String>>,
+    /// `meetings_ins_<installation>`; `None`: no such key.
+    pub meetings: Option<BTreeSet<String>>,
+    /// user to visible clients; users without a set are absent.
+    pub users: BTreeMap<String, BTreeSet<String>>,
+    /// meeting id to hash fields.
+    pub hashes: BTreeMap<String, BTreeMap<String, String>>,
+    /// `meeting_date` members `meeting:<id>` and scores; `None`: no such key.
+    pub dates: Option<BTreeMap<String, f64>>,
+}
+
+impl Dataset {
+    pub fn generate(rng: &mut Rng) -> Dataset {
+        let installation = rng.pick(&["10", "ins-7", "42"]).to_string();
+        let size = rng.below(60);
+        let mut ids = BTreeSet::new();
+        for _ in 0..size {
+            let id = if rng.chance(80) {
+                (1 + rng.below(80)).to_string()
+            } else {
+                rng.pick(&ODD_IDS).to_string()
+            };
+            ids.insert(id);
+        }
+        let mut data = Dataset {
+            installation,
+            ..Dataset::default()
+        };
+        let with_meetings_set = rng.chance(85);
+        let with_dates = rng.chance(75);
+        let mut meetings = BTreeSet::new();
+        let mut dates = BTreeMap::new();
+        for id in &ids {
+            if with_meetings_set && rng.chance(90) {
+                meetings.insert(id.clone());
+            }
+            if rng.chance(90) {
+                let mut hash = BTreeMap::new();
+                if rng.chance(90) {
+                    hash.insert("clientid".to_string(), (1 + rng.below(8)).to_string());
+                }
+                if rng.chance(85) {
+                    hash.insert("details".to_string(), format!("{{\"id\":\"{id}\",\"n\":{}}}", rng.below(100)));
+                }
+                if rng.chance(70) {
+                    hash.insert("rank".to_string(), rng.pick(&RANKS).to_string());
+                }
+                hash.insert("other".to_string(), "x".to_string());
+                data.hashes.insert(id.clone(), hash);
+            }
+            for (field, values) in FIELDS {
+                if rng.chance(85) {
+                    let value = rng.pick(values).to_string();
+                    data.filter_sets.entry((field.to_string(), value)).or_default().insert(id.clone());
+                }
+                if rng.chance(5) {
+                    // Drift: listed under a second value of the same field.
+                    let value = rng.pick(values).to_string();
+                    data.filter_sets.entry((field.to_string(), value)).or_default().insert(id.clone());
+                }
+            }
+            if with_dates && rng.chance(85) {
+                // Few distinct scores, so ties are common; sometimes negative.
+                let score = (rng.below(8) as f64 - 2.0) * 100.0;
+                dates.insert(format!("meeting:{id}"), score);
+            }
+        }
+        // An empty or unrelated ZSET member must not matter.
+        if with_dates && rng.chance(30) {
+            dates.insert("meeting:no-such".to_string(), 1.0);
+        }
+        data.meetings = with_meetings_set.then_some(meetings);
+        data.dates = with_dates.then_some(dates);
+        for user in ["u1", "u2", "u3", "u4"] {
+            if rng.chance(85) {
+                let clients = (1..=10).filter(|_| rng.chance(60)).map(|c| c.to_string()).collect();
+                data.users.insert(user.to_string(), clients);
+            }
+        }
+        data
+    }
+
+    /// Writes the dataset, and a neighbour installation `other` with different members,
+    /// into an empty database.
+    pub fn load(&self, con: &mut Connection) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FLUSHALL").ignore();
+        for ((field, value), ids) in &self.filter_sets {
+            if !ids.is_empty() {
+                pipe.cmd("SADD").arg(format!("meeting_{field}:{value}_ins_{}", self.installation)).arg(ids).ignore();
+            }
+            // The neighbour installation lists every meeting under every value.
+            if !self.hashes.is_empty() {
+                let every: Vec<&String> = self.hashes.keys().collect();
+                pipe.cmd("SADD").arg(format!("meeting_{field}:{value}_ins_other")).arg(every).ignore();
+            }
+        }
+        if let Some(meetings) = &self.meetings {
+            if !meetings.is_empty() {
+                pipe.cmd("SADD").arg(format!("meetings_ins_{}", self.installation)).arg(meetings).ignore();
+            }
+        }
+        for (user, clients) in &self.users {
+            if !clients.is_empty() {
+                pipe.cmd("SADD").arg(format!("clients_for_user:{user}")).arg(clients).ignore();
+            }
+        }
+        for (id, hash) in &self.hashes {
+            let pairs: Vec<(&String, &String)> = hash.iter().collect();
+            pipe.cmd("HSET").arg(format!("meeting:{id}")).arg(pairs).ignore();
+        }
+        if let Some(dates) = &self.dates {
+            for (member, score) in dates {
+                pipe.cmd("ZADD").arg("meeting_date").arg(*score).arg(member).ignore();
+            }
+        }
+        pipe.query::<()>(con).expect("load dataset");
+    }
+
+    pub fn random_query(&self, rng: &mut Rng) -> Query {
+        let mut filters = Vec::new();
+        for _ in 0..*rng.pick(&[0, 1, 1, 2, 2, 3]) {
+            let (field, values) = *rng.pick(&FIELDS);
+            let value = if rng.chance(90) { *rng.pick(values) } else { "fax" };
+            filters.push((field.to_string(), value.to_string()));
+        }
+        Query {
+            installation: if rng.chance(95) { self.installation.clone() } else { "nowhere".into() },
+            user: rng.pick(&["u1", "u2", "u3", "u4", "u1", "u2", "nobody"]).to_string(),
+            filters,
+            sort_field: rng.pick(&["date", "date", "rank", "missing"]).to_string(),
+            descending: rng.chance(50),
+            offset: *rng.pick(&[0u64, 0, 0, 1, 3, 50]),
+            count: *rng.pick(&[0u64, 1, 5, 10, 10, 1000]),
+        }
+    }
+
+    /// The expected answer, computed the naive way: check every id, sort everything.
+    pub fn model(&self, query: &Query) -> Answer {
+        let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (field, value) in &query.filters {
+            groups.entry(field).or_default().push(value);
+        }
+        let same_installation = query.installation == self.installation;
+        let in_set = |field: &str, value: &str, id: &str| {
+            same_installation
+                && self.filter_sets.get(&(field.to_string(), value.to_string())).is_some_and(|ids| ids.contains(id))
+        };
+        let mut universe: BTreeSet<String> = self.hashes.keys().cloned().collect();
+        for ids in self.filter_sets.values() {
+            universe.extend(ids.iter().cloned());
+        }
+        let candidates: Vec<&String> = if groups.is_empty() {
+            match (&self.meetings, same_installation) {
+                (Some(meetings), true) => meetings.iter().collect(),
+                _ => Vec::new(),
+            }
+        } else {
+            universe
+                .iter()
+                .filter(|id| groups.iter().all(|(field, values)| values.iter().any(|value| in_set(field, value, id))))
+                .collect()
+        };
+        let empty = BTreeSet::new();
+        let clients = self.users.get(&query.user).unwrap_or(&empty);
+        let mut rows: Vec<(Option<f64>, &String)> = Vec::new();
+        for id in candidates {
+            let Some(hash) = self.hashes.get(id) else { continue };
+            let Some(client) = hash.get("clientid") else { continue };
+            if !clients.contains(client) {
+                continue;
+            }
+            let value = if query.sort_field == "date" && self.dates.is_some() {
+                self.dates.as_ref().and_then(|dates| dates.get(&format!("meeting:{id}")).copied())
+            } else {
+                hash.get(&query.sort_field).and_then(|raw| model_number(raw))
+            };
+            rows.push((value, id));
+        }
+        rows.sort_by(|(a_value, a_id), (b_value, b_id)| {
+            let by_value = match (a_value, b_value) {
+                (Some(a), Some(b)) if query.descending => b.partial_cmp(a).unwrap(),
+                (Some(a), Some(b)) => a.partial_cmp(b).unwrap(),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            };
+            by_value.then_with(|| model_id_order(a_id, b_id))
+        });
+        let page = rows
+            .iter()
+            .skip(query.offset as usize)
+            .take(query.count as usize)
+            .map(|(_, id)| {
+                let details = self.hashes.get(*id).and_then(|hash| hash.get("details")).map(|d| d.as_bytes().to_vec());
+                (id.as_bytes().to_vec(), details)
+            })
+            .collect();
+        Answer { total: rows.len() as i64, page }
+    }
+}
+
+/// The model's reading of a numeric hash value (a plain decimal number).
+fn model_number(raw: &str) -> Option<f64> {
+    let plain = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    plain.then(|| raw.parse::<f64>().ok()).flatten()
+}
+
+/// Canonical integers (those that print back the same) first by value, then bytes.
+fn model_id_order(a: &str, b: &str) -> Ordering {
+    let integer = |id: &str| id.parse::<i128>().ok().filter(|n| n.to_string() == id);
+    match (integer(a), integer(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.as_bytes().cmp(b.as_bytes()),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub installation: String,
+    pub user: String,
+    pub filters: Vec<(String, String)>,
+    pub sort_field: String,
+    pub descending: bool,
+    pub offset: u64,
+    pub count: u64,
+}
+
+impl Query {
+    pub fn module_args(&self) -> Vec<String> {
+        let mut args = vec![self.installation.clone(), self.user.clone()];
+        for (field, value) in &self.filters {
+            args.extend(["FILTER".to_string(), field.clone(), value.clone()]);
+        }
+        args.extend(["SORTBY".to_string(), self.sort_field.clone(), self.direction().to_string()]);
+        args.extend(["LIMIT".to_string(), self.offset.to_string(), self.count.to_string()]);
+        args
+    }
+
+    pub fn lua_args(&self) -> Vec<String> {
+        let mut args = vec![
+            self.installation.clone(),
+            self.user.clone(),
+            self.sort_field.clone(),
+            self.direction().to_string(),
+            self.offset.to_string(),
+            self.count.to_string(),
+        ];
+        for (field, value) in &self.filters {
+            args.extend([field.clone(), value.clone()]);
+        }
+        args
+    }
+
+    fn direction(&self) -> &'static str {
+        if self.descending { "DESC" } else { "ASC" }
+    }
+}

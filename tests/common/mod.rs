@@ -1,0 +1,185 @@
+//! Shared test helpers: a real server with the module loaded on a free loopback port
+//! (stopped on drop), reply decoding, and the Lua reference script.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+pub mod dataset;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::{Connection, Value};
+
+/// The Lua reference implementation (the corrected seed script).
+pub const REFERENCE_LUA: &str = include_str!("../lua/meetings.lua");
+
+/// The server binary: `CRM_SERVER` (redis-server 7.0, Redis 8.2 or valkey-server 9.1).
+pub fn server_binary() -> String {
+    std::env::var("CRM_SERVER").unwrap_or_else(|_| "redis-server".to_string())
+}
+
+/// The built module: `CRM_MODULE`, or the release build of this crate.
+pub fn module_path() -> PathBuf {
+    let path = std::env::var("CRM_MODULE").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/libcrm_meetings.so")
+    });
+    assert!(path.exists(), "{} is missing: run `make build` (or `make test`)", path.display());
+    path
+}
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// A server with the module loaded and no persistence.
+    pub fn start() -> Server {
+        Server::start_with(&[], &[])
+    }
+
+    /// `module_args` go after the module path in `--loadmodule`; `extra` are more server
+    /// options (`["--appendonly", "yes"]`).
+    pub fn start_with(module_args: &[&str], extra: &[&str]) -> Server {
+        Self::try_start(module_args, extra).expect("server did not start")
+    }
+
+    /// Starts a server; `Err` carries its log when it exits or does not answer.
+    pub fn try_start(module_args: &[&str], extra: &[&str]) -> Result<Server, String> {
+        let module = module_path();
+        let mut last_error = String::new();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let dir = std::env::temp_dir().join(format!("crm-test-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut load = vec![module.display().to_string()];
+            load.extend(module_args.iter().map(|arg| arg.to_string()));
+            let mut command = Command::new(server_binary());
+            command
+                .arg("--port")
+                .arg(port.to_string())
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .args(["--logfile", "server.log", "--enable-debug-command", "local"])
+                .arg("--loadmodule")
+                .args(&load)
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let child = command.spawn().map_err(|e| format!("cannot run {}: {e}", server_binary()))?;
+            let mut server = Server { child, port, dir };
+            match server.wait_ready() {
+                Ok(()) => return Ok(server),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_status)) = self.child.try_wait() {
+                return Err(format!("server exited: {}", self.log()));
+            }
+            if let Ok(mut con) = self.try_connect() {
+                if redis::cmd("PING").query::<String>(&mut con).is_ok() {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("server did not answer: {}", self.log()))
+    }
+
+    fn try_connect(&self) -> redis::RedisResult<Connection> {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?.get_connection()
+    }
+
+    pub fn connect(&self) -> Connection {
+        self.try_connect().expect("connect")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Whether the process is still running (it has not crashed).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn dir(&self) -> &PathBuf {
+        &self.dir
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A decoded CRM.MEETINGS reply: total, then `(id, details)` pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub total: i64,
+    pub page: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Answer {
+    pub fn ids(&self) -> Vec<String> {
+        self.page.iter().map(|(id, _)| String::from_utf8_lossy(id).into_owned()).collect()
+    }
+}
+
+pub fn decode(value: Value) -> Answer {
+    let Value::Array(items) = value else { panic!("not an array: {value:?}") };
+    let mut items = items.into_iter();
+    let Some(Value::Int(total)) = items.next() else { panic!("no total") };
+    let page = items
+        .map(|pair| {
+            let Value::Array(pair) = pair else { panic!("not a pair: {pair:?}") };
+            let [id, details]: [Value; 2] = pair.try_into().expect("pair of two");
+            let Value::BulkString(id) = id else { panic!("id not a bulk string: {id:?}") };
+            let details = match details {
+                Value::BulkString(details) => Some(details),
+                Value::Nil => None,
+                other => panic!("details not bulk or nil: {other:?}"),
+            };
+            (id, details)
+        })
+        .collect();
+    Answer { total, page }
+}
+
+/// CRM.MEETINGS with the given arguments after the command name.
+pub fn meetings(con: &mut Connection, args: &[&str]) -> Answer {
+    decode(redis::cmd("CRM.MEETINGS").arg(args).query(con).expect("CRM.MEETINGS"))
+}
+
+/// The error message CRM.MEETINGS (or any command) answers with.
+pub fn error_of(con: &mut Connection, command: &str, args: &[&[u8]]) -> String {
+    match redis::cmd(command).arg(args).query::<Value>(con) {
+        Ok(value) => panic!("{command} {args:?} answered {value:?}, expected an error"),
+        Err(error) => error_text(&error),
+    }
+}
+
+/// An error as the server sent it: `CODE message`.
+pub fn error_text(error: &redis::RedisError) -> String {
+    match (error.code(), error.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => error.to_string(),
+    }
+}

@@ -1,0 +1,122 @@
+--[[
+Reference implementation of CRM.MEETINGS in Lua, for the default key names.
+
+The seed's proof of concept, corrected: it uses the installation id, writes no temporary
+keys (the seed's sampleset1/sampleset2 grew across calls), reads the user's clients once,
+returns an array (total first, then {id, details} pairs) instead of one glued string, and
+orders rows by the module's rules. It is the benchmark baseline and the tests' oracle.
+
+ARGV: installation, user, sort field, ASC|DESC, offset, count, then field/value pairs.
+]]
+
+local installation, user, sort_field = ARGV[1], ARGV[2], ARGV[3]
+local descending = ARGV[4] == 'DESC'
+local offset, count = tonumber(ARGV[5]), tonumber(ARGV[6])
+
+-- Candidates: a union of value sets per field, intersected across fields.
+local value_keys, fields = {}, {}
+for i = 7, #ARGV, 2 do
+  local field, value = ARGV[i], ARGV[i + 1]
+  if not value_keys[field] then
+    value_keys[field] = {}
+    fields[#fields + 1] = field
+  end
+  table.insert(value_keys[field], 'meeting_' .. field .. ':' .. value .. '_ins_' .. installation)
+end
+local candidates
+if #fields == 0 then
+  candidates = redis.call('SMEMBERS', 'meetings_ins_' .. installation)
+else
+  local hits = {}
+  for _, field in ipairs(fields) do
+    for _, id in ipairs(redis.call('SUNION', unpack(value_keys[field]))) do
+      hits[id] = (hits[id] or 0) + 1
+    end
+  end
+  candidates = {}
+  for id, n in pairs(hits) do
+    if n == #fields then candidates[#candidates + 1] = id end
+  end
+end
+
+-- Client security: the meeting's hash must name a client the user sees.
+local visible_clients = {}
+for _, client in ipairs(redis.call('SMEMBERS', 'clients_for_user:' .. user)) do
+  visible_clients[client] = true
+end
+
+-- A hash field sorts only when it is a plain decimal number (the module's rule).
+local function sort_number(raw)
+  if not raw or not string.find(raw, '^[%d%+%-%.eE]+$') then return nil end
+  return tonumber(raw)
+end
+
+local sort_key = 'meeting_' .. sort_field
+local has_sort_index = redis.call('EXISTS', sort_key) == 1
+local rows = {}
+for _, id in ipairs(candidates) do
+  local hash = redis.call('HMGET', 'meeting:' .. id, 'clientid', sort_field)
+  if hash[1] and visible_clients[hash[1]] then
+    local value
+    if has_sort_index then
+      value = tonumber(redis.call('ZSCORE', sort_key, 'meeting:' .. id) or '')
+    else
+      value = sort_number(hash[2])
+    end
+    rows[#rows + 1] = { id = id, value = value }
+  end
+end
+
+-- Byte order; Lua's string < follows the server's locale, so compare bytes by hand.
+local function bytes_less(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local function is_integer(id)
+  return id == '0' or string.find(id, '^%-?[1-9]%d*$') ~= nil
+end
+
+-- Canonical integers first in numeric order (any length), then other ids in byte order.
+local function id_less(a, b)
+  local a_int, b_int = is_integer(a), is_integer(b)
+  if a_int ~= b_int then return a_int end
+  if not a_int then return bytes_less(a, b) end
+  local a_neg, b_neg = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
+  if a_neg ~= b_neg then return a_neg end
+  local a_digits = a_neg and string.sub(a, 2) or a
+  local b_digits = b_neg and string.sub(b, 2) or b
+  if a_digits == b_digits then return false end
+  local smaller
+  if #a_digits ~= #b_digits then
+    smaller = #a_digits < #b_digits
+  else
+    smaller = bytes_less(a_digits, b_digits)
+  end
+  if a_neg then return not smaller end
+  return smaller
+end
+
+table.sort(rows, function(x, y)
+  if x.value and y.value then
+    if x.value ~= y.value then
+      if descending then return x.value > y.value end
+      return x.value < y.value
+    end
+  elseif x.value then
+    return true
+  elseif y.value then
+    return false
+  end
+  return id_less(x.id, y.id)
+end)
+
+local reply = { #rows }
+for i = offset + 1, math.min(offset + count, #rows) do
+  local id = rows[i].id
+  reply[#reply + 1] = { id, redis.call('HGET', 'meeting:' .. id, 'details') }
+end
+return reply
