@@ -1,6 +1,11 @@
 //! CRM.MEETINGS = the Lua reference script = a naive in-memory model, on 500 random
 //! datasets (fixed seeds) with several queries each.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -25,20 +30,40 @@ fn module_lua_and_model_agree() {
         let keys_before: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
         for _ in 0..QUERIES_PER_DATASET {
             let query = data.random_query(&mut rng);
-            let module = decode(redis::cmd("CRM.MEETINGS").arg(query.module_args()).query(&mut con).unwrap());
+            let module = decode(
+                redis::cmd("CRM.MEETINGS")
+                    .arg(query.module_args())
+                    .query(&mut con)
+                    .unwrap(),
+            );
             let lua = decode(script.arg(query.lua_args()).invoke(&mut con).unwrap());
             let model = data.model(&query);
-            assert_eq!(module, model, "module vs model, seed {seed}, {query:?}\n{data:#?}");
-            assert_eq!(lua, model, "Lua vs model, seed {seed}, {query:?}\n{data:#?}");
+            assert_eq!(
+                module, model,
+                "module vs model, seed {seed}, {query:?}\n{data:#?}"
+            );
+            assert_eq!(
+                lua, model,
+                "Lua vs model, seed {seed}, {query:?}\n{data:#?}"
+            );
             compared += 1;
             non_empty_pages += usize::from(!module.page.is_empty());
             with_matches += usize::from(module.total > 0);
         }
         let keys_after: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
-        assert_eq!(keys_before, keys_after, "a query left keys behind (seed {seed})");
+        assert_eq!(
+            keys_before, keys_after,
+            "a query left keys behind (seed {seed})"
+        );
     }
     // The generator must exercise real answers, not only empty ones.
     eprintln!("{compared} queries: {with_matches} with matches, {non_empty_pages} non-empty pages");
-    assert!(with_matches * 20 > compared * 9, "only {with_matches} of {compared} queries matched");
-    assert!(non_empty_pages * 4 > compared, "only {non_empty_pages} of {compared} pages had rows");
+    assert!(
+        with_matches * 20 > compared * 9,
+        "only {with_matches} of {compared} queries matched"
+    );
+    assert!(
+        non_empty_pages * 4 > compared,
+        "only {non_empty_pages} of {compared} pages had rows"
+    );
 }

@@ -38,8 +38,20 @@ impl Rng {
     }
 }
 
-pub const FIELDS: [(&str, &[&str]); 2] = [("type", &["email", "sms", "call"]), ("status", &["open", "close"])];
-const ODD_IDS: [&str; 8] = ["0", "-3", "-12", "007", "a1", "B", "-0", "99999999999999999999"];
+pub const FIELDS: [(&str, &[&str]); 2] = [
+    ("type", &["email", "sms", "call"]),
+    ("status", &["open", "close"]),
+];
+const ODD_IDS: [&str; 8] = [
+    "0",
+    "-3",
+    "-12",
+    "007",
+    "a1",
+    "B",
+    "-0",
+    "99999999999999999999",
+];
 const RANKS: [&str; 8] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10"];
 
 #[derive(Debug, Default, Clone)]
@@ -88,7 +100,10 @@ impl Dataset {
                     hash.insert("clientid".to_string(), (1 + rng.below(8)).to_string());
                 }
                 if rng.chance(85) {
-                    hash.insert("details".to_string(), format!("{{\"id\":\"{id}\",\"n\":{}}}", rng.below(100)));
+                    hash.insert(
+                        "details".to_string(),
+                        format!("{{\"id\":\"{id}\",\"n\":{}}}", rng.below(100)),
+                    );
                 }
                 if rng.chance(70) {
                     hash.insert("rank".to_string(), rng.pick(&RANKS).to_string());
@@ -99,12 +114,18 @@ impl Dataset {
             for (field, values) in FIELDS {
                 if rng.chance(85) {
                     let value = rng.pick(values).to_string();
-                    data.filter_sets.entry((field.to_string(), value)).or_default().insert(id.clone());
+                    data.filter_sets
+                        .entry((field.to_string(), value))
+                        .or_default()
+                        .insert(id.clone());
                 }
                 if rng.chance(5) {
                     // Drift: listed under a second value of the same field.
                     let value = rng.pick(values).to_string();
-                    data.filter_sets.entry((field.to_string(), value)).or_default().insert(id.clone());
+                    data.filter_sets
+                        .entry((field.to_string(), value))
+                        .or_default()
+                        .insert(id.clone());
                 }
             }
             if with_dates && rng.chance(85) {
@@ -121,7 +142,10 @@ impl Dataset {
         data.dates = with_dates.then_some(dates);
         for user in ["u1", "u2", "u3", "u4"] {
             if rng.chance(85) {
-                let clients = (1..=10).filter(|_| rng.chance(60)).map(|c| c.to_string()).collect();
+                let clients = (1..=10)
+                    .filter(|_| rng.chance(60))
+                    .map(|c| c.to_string())
+                    .collect();
                 data.users.insert(user.to_string(), clients);
             }
         }
@@ -135,31 +159,50 @@ impl Dataset {
         pipe.cmd("FLUSHALL").ignore();
         for ((field, value), ids) in &self.filter_sets {
             if !ids.is_empty() {
-                pipe.cmd("SADD").arg(format!("meeting_{field}:{value}_ins_{}", self.installation)).arg(ids).ignore();
+                pipe.cmd("SADD")
+                    .arg(format!("meeting_{field}:{value}_ins_{}", self.installation))
+                    .arg(ids)
+                    .ignore();
             }
             // The neighbour installation lists every meeting under every value.
             if !self.hashes.is_empty() {
                 let every: Vec<&String> = self.hashes.keys().collect();
-                pipe.cmd("SADD").arg(format!("meeting_{field}:{value}_ins_other")).arg(every).ignore();
+                pipe.cmd("SADD")
+                    .arg(format!("meeting_{field}:{value}_ins_other"))
+                    .arg(every)
+                    .ignore();
             }
         }
         if let Some(meetings) = &self.meetings {
             if !meetings.is_empty() {
-                pipe.cmd("SADD").arg(format!("meetings_ins_{}", self.installation)).arg(meetings).ignore();
+                pipe.cmd("SADD")
+                    .arg(format!("meetings_ins_{}", self.installation))
+                    .arg(meetings)
+                    .ignore();
             }
         }
         for (user, clients) in &self.users {
             if !clients.is_empty() {
-                pipe.cmd("SADD").arg(format!("clients_for_user:{user}")).arg(clients).ignore();
+                pipe.cmd("SADD")
+                    .arg(format!("clients_for_user:{user}"))
+                    .arg(clients)
+                    .ignore();
             }
         }
         for (id, hash) in &self.hashes {
             let pairs: Vec<(&String, &String)> = hash.iter().collect();
-            pipe.cmd("HSET").arg(format!("meeting:{id}")).arg(pairs).ignore();
+            pipe.cmd("HSET")
+                .arg(format!("meeting:{id}"))
+                .arg(pairs)
+                .ignore();
         }
         if let Some(dates) = &self.dates {
             for (member, score) in dates {
-                pipe.cmd("ZADD").arg("meeting_date").arg(*score).arg(member).ignore();
+                pipe.cmd("ZADD")
+                    .arg("meeting_date")
+                    .arg(*score)
+                    .arg(member)
+                    .ignore();
             }
         }
         pipe.query::<()>(con).expect("load dataset");
@@ -169,12 +212,22 @@ impl Dataset {
         let mut filters = Vec::new();
         for _ in 0..*rng.pick(&[0, 1, 1, 2, 2, 3]) {
             let (field, values) = *rng.pick(&FIELDS);
-            let value = if rng.chance(90) { *rng.pick(values) } else { "fax" };
+            let value = if rng.chance(90) {
+                *rng.pick(values)
+            } else {
+                "fax"
+            };
             filters.push((field.to_string(), value.to_string()));
         }
         Query {
-            installation: if rng.chance(95) { self.installation.clone() } else { "nowhere".into() },
-            user: rng.pick(&["u1", "u2", "u3", "u4", "u1", "u2", "nobody"]).to_string(),
+            installation: if rng.chance(95) {
+                self.installation.clone()
+            } else {
+                "nowhere".into()
+            },
+            user: rng
+                .pick(&["u1", "u2", "u3", "u4", "u1", "u2", "nobody"])
+                .to_string(),
             filters,
             sort_field: rng.pick(&["date", "date", "rank", "missing"]).to_string(),
             descending: rng.chance(50),
@@ -192,7 +245,10 @@ impl Dataset {
         let same_installation = query.installation == self.installation;
         let in_set = |field: &str, value: &str, id: &str| {
             same_installation
-                && self.filter_sets.get(&(field.to_string(), value.to_string())).is_some_and(|ids| ids.contains(id))
+                && self
+                    .filter_sets
+                    .get(&(field.to_string(), value.to_string()))
+                    .is_some_and(|ids| ids.contains(id))
         };
         let mut universe: BTreeSet<String> = self.hashes.keys().cloned().collect();
         for ids in self.filter_sets.values() {
@@ -206,22 +262,33 @@ impl Dataset {
         } else {
             universe
                 .iter()
-                .filter(|id| groups.iter().all(|(field, values)| values.iter().any(|value| in_set(field, value, id))))
+                .filter(|id| {
+                    groups
+                        .iter()
+                        .all(|(field, values)| values.iter().any(|value| in_set(field, value, id)))
+                })
                 .collect()
         };
         let empty = BTreeSet::new();
         let clients = self.users.get(&query.user).unwrap_or(&empty);
         let mut rows: Vec<(Option<f64>, &String)> = Vec::new();
         for id in candidates {
-            let Some(hash) = self.hashes.get(id) else { continue };
-            let Some(client) = hash.get("clientid") else { continue };
+            let Some(hash) = self.hashes.get(id) else {
+                continue;
+            };
+            let Some(client) = hash.get("clientid") else {
+                continue;
+            };
             if !clients.contains(client) {
                 continue;
             }
             let value = if query.sort_field == "date" && self.dates.is_some() {
-                self.dates.as_ref().and_then(|dates| dates.get(&format!("meeting:{id}")).copied())
+                self.dates
+                    .as_ref()
+                    .and_then(|dates| dates.get(&format!("meeting:{id}")).copied())
             } else {
-                hash.get(&query.sort_field).and_then(|raw| model_number(raw))
+                hash.get(&query.sort_field)
+                    .and_then(|raw| model_number(raw))
             };
             rows.push((value, id));
         }
@@ -240,17 +307,27 @@ impl Dataset {
             .skip(query.offset as usize)
             .take(query.count as usize)
             .map(|(_, id)| {
-                let details = self.hashes.get(*id).and_then(|hash| hash.get("details")).map(|d| d.as_bytes().to_vec());
+                let details = self
+                    .hashes
+                    .get(*id)
+                    .and_then(|hash| hash.get("details"))
+                    .map(|d| d.as_bytes().to_vec());
                 (id.as_bytes().to_vec(), details)
             })
             .collect();
-        Answer { total: rows.len() as i64, page }
+        Answer {
+            total: rows.len() as i64,
+            page,
+        }
     }
 }
 
 /// The model's reading of a numeric hash value (a plain decimal number).
 fn model_number(raw: &str) -> Option<f64> {
-    let plain = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    let plain = !raw.is_empty()
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
     plain.then(|| raw.parse::<f64>().ok()).flatten()
 }
 
@@ -282,8 +359,16 @@ impl Query {
         for (field, value) in &self.filters {
             args.extend(["FILTER".to_string(), field.clone(), value.clone()]);
         }
-        args.extend(["SORTBY".to_string(), self.sort_field.clone(), self.direction().to_string()]);
-        args.extend(["LIMIT".to_string(), self.offset.to_string(), self.count.to_string()]);
+        args.extend([
+            "SORTBY".to_string(),
+            self.sort_field.clone(),
+            self.direction().to_string(),
+        ]);
+        args.extend([
+            "LIMIT".to_string(),
+            self.offset.to_string(),
+            self.count.to_string(),
+        ]);
         args
     }
 
@@ -303,6 +388,10 @@ impl Query {
     }
 
     fn direction(&self) -> &'static str {
-        if self.descending { "DESC" } else { "ASC" }
+        if self.descending {
+            "DESC"
+        } else {
+            "ASC"
+        }
     }
 }

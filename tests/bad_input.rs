@@ -1,0 +1,254 @@
+//! Every malformed call gets its precise error; after each the server answers PING and no
+//! key changed (DBSIZE and DEBUG DIGEST as before).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{error_of, load_seed, meetings, Server};
+use redis::Connection;
+
+fn state(con: &mut Connection) -> (i64, String) {
+    let size: i64 = redis::cmd("DBSIZE").query(con).unwrap();
+    let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(con).unwrap();
+    (size, digest)
+}
+
+fn assert_error(con: &mut Connection, args: &[&[u8]], expected: &str) {
+    let before = state(con);
+    let message = error_of(con, "CRM.MEETINGS", args);
+    assert_eq!(
+        message,
+        expected,
+        "args {:?}",
+        args.iter()
+            .map(|a| String::from_utf8_lossy(&a[..a.len().min(40)]).into_owned())
+            .collect::<Vec<_>>()
+    );
+    let pong: String = redis::cmd("PING").query(con).unwrap();
+    assert_eq!(pong, "PONG");
+    assert_eq!(state(con), before, "a failed call changed the keyspace");
+}
+
+fn words(text: &str) -> Vec<&[u8]> {
+    text.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::as_bytes)
+        .collect()
+}
+
+#[test]
+fn malformed_arguments() {
+    let server = Server::start();
+    let mut con = server.connect();
+    load_seed(&mut con);
+    let arity = "ERR wrong number of arguments for 'crm.meetings' command";
+    let cases: &[(&str, &str)] = &[
+        ("", arity),
+        ("10", arity),
+        (
+            "10 1 BOGUS",
+            "ERR unknown option 'BOGUS': expected FILTER, SORTBY or LIMIT",
+        ),
+        (
+            "10 1 LIMIT 0 10 extra",
+            "ERR unknown option 'extra': expected FILTER, SORTBY or LIMIT",
+        ),
+        ("10 1 FILTER", "ERR FILTER needs a field and a value"),
+        ("10 1 FILTER type", "ERR FILTER needs a field and a value"),
+        ("10 1 SORTBY", "ERR SORTBY needs a field"),
+        (
+            "10 1 SORTBY date SORTBY date",
+            "ERR SORTBY given more than once",
+        ),
+        ("10 1 LIMIT", "ERR LIMIT needs an offset and a count"),
+        ("10 1 LIMIT 0", "ERR LIMIT needs an offset and a count"),
+        (
+            "10 1 LIMIT x 10",
+            "ERR LIMIT offset must be a non-negative integer, got 'x'",
+        ),
+        (
+            "10 1 LIMIT -1 10",
+            "ERR LIMIT offset must be a non-negative integer, got '-1'",
+        ),
+        (
+            "10 1 LIMIT 0 -5",
+            "ERR LIMIT count must be a non-negative integer, got '-5'",
+        ),
+        (
+            "10 1 LIMIT 0 1.5",
+            "ERR LIMIT count must be a non-negative integer, got '1.5'",
+        ),
+        (
+            "10 1 LIMIT 0 1001",
+            "ERR LIMIT count 1001 is above the maximum page size 1000 (crm.max-page)",
+        ),
+        ("10 1 LIMIT 0 5 LIMIT 0 5", "ERR LIMIT given more than once"),
+    ];
+    for (args, expected) in cases {
+        assert_error(&mut con, &words(args), expected);
+    }
+    // An empty FILTER field, and binary garbage as an option, echoed escaped and cut.
+    assert_error(
+        &mut con,
+        &[b"10", b"1", b"FILTER", b"", b"x"],
+        "ERR FILTER field must not be empty",
+    );
+    assert_error(
+        &mut con,
+        &[b"10", b"1", b"\x00\xff\r\n"],
+        "ERR unknown option '\\x00\\xff\\x0d\\x0a': expected FILTER, SORTBY or LIMIT",
+    );
+    let huge = vec![b'A'; 1 << 20];
+    let expected = format!(
+        "ERR unknown option '{}...(1048576 bytes)': expected FILTER, SORTBY or LIMIT",
+        "A".repeat(64)
+    );
+    assert_error(&mut con, &[b"10", b"1", &huge], &expected);
+    assert_error(
+        &mut con,
+        &[b"10", b"1", b"LIMIT", &huge, b"1"],
+        &format!(
+            "ERR LIMIT offset must be a non-negative integer, got '{}...(1048576 bytes)'",
+            "A".repeat(64)
+        ),
+    );
+}
+
+#[test]
+fn binary_and_huge_ids_are_just_unknown() {
+    let server = Server::start();
+    let mut con = server.connect();
+    load_seed(&mut con);
+    let before = state(&mut con);
+    let huge = vec![b'9'; 1 << 20];
+    for args in [
+        vec![&b"\x00\xff\r\n"[..], b"2"],
+        vec![b"10", &huge[..]],
+        vec![&huge[..], b"2", b"FILTER", b"type", b"email"],
+        vec![b"10", b"2", b"FILTER", b"type", &huge[..]],
+        vec![
+            b"10",
+            b"2",
+            b"FILTER",
+            &huge[..],
+            b"email",
+            b"SORTBY",
+            &huge[..],
+        ],
+    ] {
+        let answer = common::decode(
+            redis::cmd("CRM.MEETINGS")
+                .arg(&args)
+                .query(&mut con)
+                .unwrap(),
+        );
+        assert_eq!((answer.total, answer.page.len()), (0, 0));
+    }
+    // A 1 MB sort field that has no ZSET falls back to the hash field: same rows, by id.
+    let answer = common::decode(
+        redis::cmd("CRM.MEETINGS")
+            .arg(&[
+                &b"10"[..],
+                b"2",
+                b"FILTER",
+                b"type",
+                b"email",
+                b"SORTBY",
+                &huge[..],
+            ])
+            .query(&mut con)
+            .unwrap(),
+    );
+    assert_eq!(answer.ids(), ["11", "19"]);
+    assert_eq!(state(&mut con), before);
+}
+
+#[test]
+fn keys_of_the_wrong_type() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let query = "10 2 FILTER type email FILTER status open";
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "SET",
+            "meeting_type:email_ins_10",
+            query,
+            "'meeting_type:email_ins_10' should be a set",
+        ),
+        (
+            "SET",
+            "clients_for_user:2",
+            query,
+            "'clients_for_user:2' should be a set",
+        ),
+        (
+            "LPUSH",
+            "meetings_ins_10",
+            "10 2",
+            "'meetings_ins_10' should be a set",
+        ),
+        (
+            "SET",
+            "meeting_date",
+            query,
+            "'meeting_date' should be a sorted set",
+        ),
+        ("SET", "meeting:19", query, "'meeting:19' should be a hash"),
+    ];
+    for (write, key, args, expected) in cases {
+        redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
+        load_seed(&mut con);
+        redis::cmd("DEL").arg(*key).query::<()>(&mut con).unwrap();
+        redis::cmd(write)
+            .arg(*key)
+            .arg("x")
+            .query::<()>(&mut con)
+            .unwrap();
+        let expected = format!(
+            "WRONGTYPE Operation against a key holding the wrong kind of value: {expected}"
+        );
+        assert_error(&mut con, &words(args), &expected);
+    }
+    // The check does not depend on the data: a wrong-typed filter set is reported even for
+    // a user who sees nothing.
+    redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
+    redis::cmd("SET")
+        .arg("meeting_status:open_ins_10")
+        .arg("x")
+        .query::<()>(&mut con)
+        .unwrap();
+    assert_error(&mut con, &words("10 nobody FILTER status open"), "WRONGTYPE Operation against a key holding the wrong kind of value: 'meeting_status:open_ins_10' should be a set");
+}
+
+#[test]
+fn max_page_is_configurable() {
+    let server = Server::start();
+    let mut con = server.connect();
+    load_seed(&mut con);
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("crm.max-page")
+        .arg(1)
+        .query::<()>(&mut con)
+        .unwrap();
+    assert_error(
+        &mut con,
+        &words("10 2 LIMIT 0 2"),
+        "ERR LIMIT count 2 is above the maximum page size 1 (crm.max-page)",
+    );
+    assert_eq!(
+        meetings(
+            &mut con,
+            &["10", "2", "FILTER", "type", "email", "LIMIT", "1", "1"]
+        )
+        .ids(),
+        ["19"]
+    );
+    let error = error_of(&mut con, "CONFIG", &[b"SET", b"crm.max-page", b"0"]);
+    assert!(error.starts_with("ERR"), "{error}");
+}
