@@ -11,54 +11,62 @@ use redis_module::configuration::{
 };
 use redis_module::{Context, RedisError, RedisString};
 
+use crate::core::query::Bytes;
+use crate::core::write::Schema;
 use crate::error::CrmError;
-use crate::store::keys::{self, KeyTemplates, Template, TemplateRule};
+use crate::store::keys::{self, KeyTemplates, Template};
 
-/// One key template setting. Redis sets the default (or the `loadmodule` argument) through
-/// `set` when the module loads, so the value is `None` only before that.
-pub struct TemplateSetting {
+/// A text setting parsed into `T` when it is set. Redis sets the default (or the value in
+/// `redis.conf`) through `set` when the module loads, so `current` is `None` only before.
+pub struct TextSetting<T> {
     pub name: &'static str,
     pub default: &'static str,
-    rule: TemplateRule,
-    current: RwLock<Option<Arc<Template>>>,
+    parse: fn(&str) -> Result<T, String>,
+    current: RwLock<Option<(String, Arc<T>)>>,
 }
 
-impl TemplateSetting {
-    const fn new(name: &'static str, default: &'static str, rule: TemplateRule) -> Self {
-        TemplateSetting {
+impl<T> TextSetting<T> {
+    const fn new(
+        name: &'static str,
+        default: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Self {
+        TextSetting {
             name,
             default,
-            rule,
+            parse,
             current: RwLock::new(None),
         }
     }
 
-    /// Parses and stores a new template; the message says what is wrong with a bad one.
+    /// Parses and stores a new value; the message says what is wrong with a bad one.
     fn assign(&self, source: &[u8]) -> Result<(), String> {
         let source = std::str::from_utf8(source)
             .ok()
             .filter(|text| !text.contains('\0'))
             .ok_or_else(|| format!("crm.{} must be UTF-8 text without NUL bytes", self.name))?;
-        let template = Template::parse(source, self.rule)
-            .map_err(|reason| format!("crm.{}: {reason}", self.name))?;
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(template));
+        let value =
+            (self.parse)(source).map_err(|reason| format!("crm.{}: {reason}", self.name))?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            Some((source.to_string(), Arc::new(value)));
         Ok(())
     }
 
-    fn current(&self) -> Result<Arc<Template>, CrmError> {
+    fn current(&self) -> Result<Arc<T>, CrmError> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         current
-            .clone()
+            .as_ref()
+            .map(|(_, value)| Arc::clone(value))
             .ok_or_else(|| CrmError::Internal(format!("crm.{} is not loaded", self.name)))
     }
 }
 
-impl ConfigurationValue<RedisString> for TemplateSetting {
+impl<T: Send + Sync> ConfigurationValue<RedisString> for TextSetting<T> {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         let source = current
             .as_ref()
-            .map_or(self.default, |template| template.source());
+            .map_or(self.default, |(source, _)| source.as_str());
         RedisString::create_from_slice(std::ptr::null_mut(), source.as_bytes())
     }
 
@@ -67,24 +75,49 @@ impl ConfigurationValue<RedisString> for TemplateSetting {
     }
 }
 
-pub static FILTER_KEY: TemplateSetting = TemplateSetting::new(
+pub static FILTER_KEY: TextSetting<Template> = TextSetting::new(
     "filter-key",
     "meeting_<field>:<value>_ins_<installation>",
-    keys::FILTER_KEY,
+    |text| Template::parse(text, keys::FILTER_KEY),
 );
-pub static MEETINGS_KEY: TemplateSetting = TemplateSetting::new(
-    "meetings-key",
-    "meetings_ins_<installation>",
-    keys::MEETINGS_KEY,
-);
-pub static CLIENTS_KEY: TemplateSetting =
-    TemplateSetting::new("clients-key", "clients_for_user:<user>", keys::CLIENTS_KEY);
-pub static MEETING_KEY: TemplateSetting =
-    TemplateSetting::new("meeting-key", "meeting:<id>", keys::MEETING_KEY);
-pub static SORT_KEY: TemplateSetting =
-    TemplateSetting::new("sort-key", "meeting_<field>", keys::SORT_KEY);
-pub static SORT_MEMBER: TemplateSetting =
-    TemplateSetting::new("sort-member", "meeting:<id>", keys::SORT_MEMBER);
+pub static MEETINGS_KEY: TextSetting<Template> =
+    TextSetting::new("meetings-key", "meetings_ins_<installation>", |text| {
+        Template::parse(text, keys::MEETINGS_KEY)
+    });
+pub static CLIENTS_KEY: TextSetting<Template> =
+    TextSetting::new("clients-key", "clients_for_user:<user>", |text| {
+        Template::parse(text, keys::CLIENTS_KEY)
+    });
+pub static MEETING_KEY: TextSetting<Template> =
+    TextSetting::new("meeting-key", "meeting:<id>", |text| {
+        Template::parse(text, keys::MEETING_KEY)
+    });
+pub static SORT_KEY: TextSetting<Template> =
+    TextSetting::new("sort-key", "meeting_<field>", |text| {
+        Template::parse(text, keys::SORT_KEY)
+    });
+pub static SORT_MEMBER: TextSetting<Template> =
+    TextSetting::new("sort-member", "meeting:<id>", |text| {
+        Template::parse(text, keys::SORT_MEMBER)
+    });
+/// `crm.filter-fields`: hash fields with one SET per value, kept by the write commands.
+pub static FILTER_FIELDS: TextSetting<Vec<Bytes>> =
+    TextSetting::new("filter-fields", "type status", parse_field_list);
+/// `crm.sort-fields`: hash fields with a ZSET of their value, kept by the write commands.
+pub static SORT_FIELDS: TextSetting<Vec<Bytes>> =
+    TextSetting::new("sort-fields", "date", parse_field_list);
+
+/// Space-separated field names, each once.
+fn parse_field_list(text: &str) -> Result<Vec<Bytes>, String> {
+    let mut fields: Vec<Bytes> = Vec::new();
+    for name in text.split_ascii_whitespace() {
+        if fields.iter().any(|known| known == name.as_bytes()) {
+            return Err(format!("field '{name}' is listed twice"));
+        }
+        fields.push(name.as_bytes().to_vec());
+    }
+    Ok(fields)
+}
 
 /// `crm.max-page`: the largest LIMIT count a query may ask for.
 pub static MAX_PAGE: AtomicI64 = AtomicI64::new(DEFAULT_MAX_PAGE);
@@ -127,6 +160,16 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             None,
         );
     }
+    for setting in FIELD_LISTS {
+        register_string_configuration(
+            ctx,
+            setting.name,
+            setting,
+            setting.default,
+            ConfigurationFlags::DEFAULT,
+            None,
+        );
+    }
     // SAFETY: called once from OnLoad with the module's context, after every registration.
     let load_configs = unsafe { redis_module::raw::RedisModule_LoadConfigs }
         .ok_or("this server has no module configurations (Redis 7.0 or later is needed)")?;
@@ -153,16 +196,18 @@ fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
             MAX_PAGE.store(page, Ordering::Relaxed);
             continue;
         }
-        let setting = TEMPLATES
-            .iter()
-            .find(|setting| setting.name == name)
-            .ok_or_else(|| format!("unknown configuration '{name}'"))?;
-        setting.assign(value.as_slice())?;
+        if let Some(setting) = TEMPLATES.iter().find(|setting| setting.name == name) {
+            setting.assign(value.as_slice())?;
+        } else if let Some(setting) = FIELD_LISTS.iter().find(|setting| setting.name == name) {
+            setting.assign(value.as_slice())?;
+        } else {
+            return Err(format!("unknown configuration '{name}'"));
+        }
     }
     Ok(())
 }
 
-static TEMPLATES: [&TemplateSetting; 6] = [
+static TEMPLATES: [&TextSetting<Template>; 6] = [
     &FILTER_KEY,
     &MEETINGS_KEY,
     &CLIENTS_KEY,
@@ -170,6 +215,15 @@ static TEMPLATES: [&TemplateSetting; 6] = [
     &SORT_KEY,
     &SORT_MEMBER,
 ];
+static FIELD_LISTS: [&TextSetting<Vec<Bytes>>; 2] = [&FILTER_FIELDS, &SORT_FIELDS];
+
+/// The indexed fields in force now.
+pub fn schema() -> Result<Schema, CrmError> {
+    Ok(Schema {
+        filter_fields: FILTER_FIELDS.current()?.to_vec(),
+        sort_fields: SORT_FIELDS.current()?.to_vec(),
+    })
+}
 
 pub fn max_page() -> u64 {
     u64::try_from(MAX_PAGE.load(Ordering::Relaxed)).unwrap_or(0)

@@ -12,11 +12,19 @@ pub mod store;
 mod module {
     use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
-    use crate::command::{self, meetings};
+    use crate::command::{self, meeting_write, meetings};
     use crate::config;
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         command::run_guarded(ctx, &args, meetings::meetings)
+    }
+
+    fn crm_meeting_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, meeting_write::meeting_set)
+    }
+
+    fn crm_meeting_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, meeting_write::meeting_del)
     }
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
@@ -38,6 +46,8 @@ mod module {
         init: init,
         commands: [
             [meetings::NAME, crm_meetings, "readonly", 0, 0, 0, ""],
+            [meeting_write::SET_NAME, crm_meeting_set, "write deny-oom", 0, 0, 0, ""],
+            [meeting_write::DEL_NAME, crm_meeting_del, "write", 0, 0, 0, ""],
         ],
     }
 }

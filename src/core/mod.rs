@@ -9,6 +9,8 @@ pub mod page;
 pub mod plan;
 pub mod query;
 pub mod store;
+pub mod time;
+pub mod write;
 
 pub use execute::{execute, Page};
 pub use query::{parse_query, Query};

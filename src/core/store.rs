@@ -3,6 +3,7 @@
 //! whole batches of ids, so that an implementation can keep its keys open across a batch.
 
 use super::query::Bytes;
+use super::write::Effect;
 use crate::error::CrmError;
 
 /// A set the query reads, named by what it means rather than by its key.
@@ -63,4 +64,19 @@ pub trait MeetingStore {
 
     /// Each meeting's `details` field.
     fn details(&self, installation: &[u8], ids: &[Bytes]) -> Result<Vec<Option<Bytes>>, CrmError>;
+}
+
+/// What the write commands need on top of reading.
+pub trait MeetingWriter {
+    /// The meeting's `fields` as stored, in order; `None` when it has no hash.
+    fn stored_fields(
+        &self,
+        installation: &[u8],
+        id: &[u8],
+        fields: &[&[u8]],
+    ) -> Result<Option<Vec<Option<Bytes>>>, CrmError>;
+
+    /// Applies the effects of one write to one meeting. Every key they touch is checked
+    /// first, so a key of the wrong type fails the write before anything changes.
+    fn apply(&self, installation: &[u8], id: &[u8], effects: &[Effect]) -> Result<(), CrmError>;
 }

@@ -1,16 +1,14 @@
 //! The core's [`MeetingStore`] on the Redis keyspace: key names come from the configured
 //! templates, values are read through the key API (no command call per meeting).
 
-use redis_module::{Context, RedisValue};
+use redis_module::{CallOptionsBuilder, CallResult, Context, RedisValue};
 
 use super::keys::{KeyTemplates, Placeholder};
 use super::redis_key::{ModuleString, ReadKey};
 use crate::core::query::Bytes;
-use crate::core::store::{MeetingRow, MeetingStore, SetRef};
+use crate::core::store::{MeetingRow, MeetingStore, MeetingWriter, SetRef};
+use crate::core::write::{Effect, CLIENT_FIELD, DETAILS_FIELD};
 use crate::error::{CrmError, KeyKind};
-
-const CLIENT_FIELD: &[u8] = b"clientid";
-const DETAILS_FIELD: &[u8] = b"details";
 
 pub struct KeyspaceStore<'a> {
     ctx: &'a Context,
@@ -62,6 +60,24 @@ impl<'a> KeyspaceStore<'a> {
         })
     }
 
+    fn meeting_key(&self, installation: &[u8], id: &[u8], name: &mut Bytes) {
+        self.keys.meeting.render_into(name, |slot| match slot {
+            Placeholder::Installation => installation,
+            Placeholder::Id => id,
+            _ => b"",
+        });
+    }
+
+    fn sort_member(&self, installation: &[u8], id: &[u8], member: &mut Bytes) {
+        self.keys
+            .sort_member
+            .render_into(member, |slot| match slot {
+                Placeholder::Installation => installation,
+                Placeholder::Id => id,
+                _ => b"",
+            });
+    }
+
     /// Opens each meeting's hash in turn and reads `fields` from it; `None` where the
     /// meeting has no hash. The key name buffer is reused across the batch.
     fn read_meetings(
@@ -69,23 +85,22 @@ impl<'a> KeyspaceStore<'a> {
         installation: &[u8],
         ids: &[Bytes],
         fields: &[&[u8]],
-    ) -> Result<Vec<Option<[Option<Bytes>; 2]>>, CrmError> {
+    ) -> Result<Vec<Option<Vec<Option<Bytes>>>>, CrmError> {
         let fields: Vec<ModuleString> = fields
             .iter()
             .map(|field| ModuleString::new(field))
             .collect::<Result<_, _>>()?;
-        let fields: Vec<&ModuleString> = fields.iter().collect();
         let mut rows = Vec::with_capacity(ids.len());
         let mut name = Vec::new();
         for id in ids {
-            self.keys.meeting.render_into(&mut name, |slot| match slot {
-                Placeholder::Installation => installation,
-                Placeholder::Id => id,
-                _ => b"",
-            });
+            self.meeting_key(installation, id, &mut name);
             let key = ReadKey::open(self.ctx, &name)?;
             rows.push(if key.expect(KeyKind::Hash)? {
-                Some(key.hash_get(&fields)?)
+                let values = fields
+                    .iter()
+                    .map(|field| key.hash_field(field))
+                    .collect::<Result<_, _>>()?;
+                Some(values)
             } else {
                 None
             });
@@ -141,13 +156,7 @@ impl MeetingStore for KeyspaceStore<'_> {
         let mut member = Vec::new();
         ids.iter()
             .map(|id| {
-                self.keys
-                    .sort_member
-                    .render_into(&mut member, |slot| match slot {
-                        Placeholder::Installation => installation,
-                        Placeholder::Id => id,
-                        _ => b"",
-                    });
+                self.sort_member(installation, id, &mut member);
                 key.zset_score(&ModuleString::new(&member)?)
             })
             .collect()
@@ -163,7 +172,15 @@ impl MeetingStore for KeyspaceStore<'_> {
         let rows = self.read_meetings(installation, ids, &fields)?;
         Ok(rows
             .into_iter()
-            .map(|row| row.map(|[client, sort_value]| MeetingRow { client, sort_value }))
+            .map(|row| {
+                row.map(|values| {
+                    let mut values = values.into_iter();
+                    MeetingRow {
+                        client: values.next().flatten(),
+                        sort_value: values.next().flatten(),
+                    }
+                })
+            })
             .collect())
     }
 
@@ -171,7 +188,95 @@ impl MeetingStore for KeyspaceStore<'_> {
         let rows = self.read_meetings(installation, ids, &[DETAILS_FIELD])?;
         Ok(rows
             .into_iter()
-            .map(|row| row.and_then(|[details, _]| details))
+            .map(|row| row.and_then(|values| values.into_iter().next().flatten()))
             .collect())
+    }
+}
+
+impl MeetingWriter for KeyspaceStore<'_> {
+    fn stored_fields(
+        &self,
+        installation: &[u8],
+        id: &[u8],
+        fields: &[&[u8]],
+    ) -> Result<Option<Vec<Option<Bytes>>>, CrmError> {
+        let rows = self.read_meetings(installation, &[id.to_vec()], fields)?;
+        Ok(rows.into_iter().next().flatten())
+    }
+
+    fn apply(&self, installation: &[u8], id: &[u8], effects: &[Effect]) -> Result<(), CrmError> {
+        let mut meeting = Vec::new();
+        self.meeting_key(installation, id, &mut meeting);
+        let mut member = Vec::new();
+        self.sort_member(installation, id, &mut member);
+        let meetings_set = self.set_key(SetRef::Meetings { installation });
+        let value_set = |field: &[u8], value: &[u8]| {
+            self.set_key(SetRef::Filter {
+                installation,
+                field,
+                value,
+            })
+        };
+        // Each effect as the command that performs it, with the kind its key must hold.
+        let mut commands: Vec<(&str, KeyKind, Vec<Bytes>)> = Vec::with_capacity(effects.len());
+        for effect in effects {
+            commands.push(match effect {
+                Effect::WriteHash(pairs) => {
+                    let mut args = vec![meeting.clone()];
+                    for (field, value) in pairs {
+                        args.extend([field.clone(), value.clone()]);
+                    }
+                    ("HSET", KeyKind::Hash, args)
+                }
+                Effect::DeleteHash => ("DEL", KeyKind::Hash, vec![meeting.clone()]),
+                Effect::AddToValueSet { field, value } => {
+                    ("SADD", KeyKind::Set, vec![value_set(field, value), id.to_vec()])
+                }
+                Effect::RemoveFromValueSet { field, value } => {
+                    ("SREM", KeyKind::Set, vec![value_set(field, value), id.to_vec()])
+                }
+                Effect::AddToMeetingsSet => {
+                    ("SADD", KeyKind::Set, vec![meetings_set.clone(), id.to_vec()])
+                }
+                Effect::RemoveFromMeetingsSet => {
+                    ("SREM", KeyKind::Set, vec![meetings_set.clone(), id.to_vec()])
+                }
+                Effect::SetSortScore { field, score } => {
+                    let key = self.sort_key(installation, field);
+                    let score = score.to_string().into_bytes();
+                    ("ZADD", KeyKind::SortedSet, vec![key, score, member.clone()])
+                }
+                Effect::RemoveSortScore { field } => {
+                    let key = self.sort_key(installation, field);
+                    ("ZREM", KeyKind::SortedSet, vec![key, member.clone()])
+                }
+            });
+        }
+        for (_, kind, args) in &commands {
+            if let Some(key) = args.first() {
+                ReadKey::open(self.ctx, key)?.expect(*kind)?;
+            }
+        }
+        for (command, _, args) in &commands {
+            self.write(command, args)?;
+        }
+        Ok(())
+    }
+}
+
+impl KeyspaceStore<'_> {
+    /// Runs one write command and propagates it to replicas and the AOF. The module
+    /// propagates these effects (the server wraps one call's effects in MULTI/EXEC), never
+    /// its own command, so replicas and AOF loading need no module to stay exact.
+    fn write(&self, command: &str, args: &[Bytes]) -> Result<(), CrmError> {
+        let options = CallOptionsBuilder::new()
+            .replicate()
+            .errors_as_replies()
+            .build();
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let result: CallResult = self.ctx.call_ext(command, &options, args.as_slice());
+        result.map(|_| ()).map_err(|error| {
+            CrmError::Internal(format!("{command} failed after validation: {error}"))
+        })
     }
 }

@@ -153,43 +153,28 @@ impl ReadKey {
         Ok(members)
     }
 
-    /// The values of `fields` in a hash (call after `expect(KeyKind::Hash)` returned true).
-    /// At most two fields, which is all a query reads from one meeting.
-    pub fn hash_get(&self, fields: &[&ModuleString]) -> Result<[Option<Bytes>; 2], CrmError> {
-        let mut out: [*mut raw::RedisModuleString; 2] = [ptr::null_mut(); 2];
+    /// One field of a hash (call after `expect(KeyKind::Hash)` returned true).
+    pub fn hash_field(&self, field: &ModuleString) -> Result<Option<Bytes>, CrmError> {
         if self.handle.is_null() {
-            return Ok([None, None]);
+            return Ok(None);
         }
         let hash_get = api!(RedisModule_HashGet);
-        let none = raw::REDISMODULE_HASH_NONE as c_int;
+        let mut value: *mut raw::RedisModuleString = ptr::null_mut();
         let end = ptr::null_mut::<raw::RedisModuleString>();
-        // SAFETY: varargs are (field, out pointer) pairs ending with NULL, as HashGet wants.
+        // SAFETY: varargs are one (field, out pointer) pair ending with NULL, as HashGet wants;
+        // the value it returns is ours to free.
         unsafe {
-            let [a, b] = &mut out;
-            match fields {
-                [first] => hash_get(self.handle, none, first.as_ptr(), a, end),
-                [first, second] => hash_get(
-                    self.handle,
-                    none,
-                    first.as_ptr(),
-                    a,
-                    second.as_ptr(),
-                    b,
-                    end,
-                ),
-                _ => {
-                    return Err(CrmError::Internal(
-                        "hash_get takes one or two fields".into(),
-                    ))
-                }
-            }
+            hash_get(
+                self.handle,
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.as_ptr(),
+                &mut value,
+                end,
+            )
         };
-        Ok(out.map(|value| {
-            (!value.is_null()).then(|| {
-                let bytes = copy_bytes(value);
-                drop(ModuleString(value));
-                bytes
-            })
+        Ok((!value.is_null()).then(|| {
+            let value = ModuleString(value);
+            copy_bytes(value.as_ptr())
         }))
     }
 

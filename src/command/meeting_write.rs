@@ -1,0 +1,26 @@
+//! `CRM.MEETING.SET <installation> <id> <field> <value> [<field> <value> ...]` (reply 1 when
+//! created, 0 when updated) and `CRM.MEETING.DEL <installation> <id>` (reply 1 or 0).
+
+use redis_module::{Context, RedisValue};
+
+use crate::config;
+use crate::core::write::{delete_meeting, parse_meeting_del, parse_meeting_set, set_meeting};
+use crate::error::CrmError;
+use crate::store::keyspace::KeyspaceStore;
+
+pub const SET_NAME: &str = "crm.meeting.set";
+pub const DEL_NAME: &str = "crm.meeting.del";
+
+pub fn meeting_set(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
+    let write = parse_meeting_set(args)?;
+    let store = KeyspaceStore::new(ctx, config::key_templates()?);
+    let created = set_meeting(&store, &write, &config::schema()?)?;
+    Ok(RedisValue::Integer(i64::from(created)))
+}
+
+pub fn meeting_del(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
+    let (installation, id) = parse_meeting_del(args)?;
+    let store = KeyspaceStore::new(ctx, config::key_templates()?);
+    let deleted = delete_meeting(&store, &installation, &id, &config::schema()?)?;
+    Ok(RedisValue::Integer(i64::from(deleted)))
+}

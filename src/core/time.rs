@@ -1,0 +1,141 @@
+//! RFC 3339 date-times to Unix seconds, for sort fields written as dates.
+
+/// `2017-06-10T09:30:00Z`, `2017-06-10 09:30:00.5+02:00`, ... to seconds since 1970-01-01
+/// UTC (fractions kept). `None` for anything else, including impossible dates.
+pub fn parse_rfc3339(text: &[u8]) -> Option<f64> {
+    let (date, rest) = split_at_checked(text, 10)?;
+    let year = digits(date.get(0..4)?)?;
+    let month = digits(date.get(5..7)?)?;
+    let day = digits(date.get(8..10)?)?;
+    if date.get(4) != Some(&b'-') || date.get(7) != Some(&b'-') {
+        return None;
+    }
+    if !matches!(rest.first(), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (clock, mut rest) = split_at_checked(rest.get(1..)?, 8)?;
+    let hour = digits(clock.get(0..2)?)?;
+    let minute = digits(clock.get(3..5)?)?;
+    let second = digits(clock.get(6..8)?)?;
+    if clock.get(2) != Some(&b':') || clock.get(5) != Some(&b':') {
+        return None;
+    }
+    let mut fraction = 0.0;
+    if rest.first() == Some(&b'.') {
+        let count = rest
+            .iter()
+            .skip(1)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if count == 0 {
+            return None;
+        }
+        let text = std::str::from_utf8(rest.get(0..=count)?).ok()?;
+        fraction = format!("0{text}").parse::<f64>().ok()?;
+        rest = rest.get(count + 1..)?;
+    }
+    let offset_minutes = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let hours = digits(&[*h1, *h2])?;
+            let minutes = digits(&[*m1, *m2])?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let total = hours * 60 + minutes;
+            if *sign == b'-' {
+                -total
+            } else {
+                total
+            }
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds as f64 + fraction)
+}
+
+fn split_at_checked(text: &[u8], at: usize) -> Option<(&[u8], &[u8])> {
+    (text.len() >= at).then(|| text.split_at(at))
+}
+
+fn digits(text: &[u8]) -> Option<i64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let shifted_month = (month + 9) % 12;
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(parse_rfc3339(b"1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(
+            parse_rfc3339(b"2017-06-10T00:00:00Z"),
+            Some(1_497_052_800.0)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2017-06-10T02:00:00+02:00"),
+            Some(1_497_052_800.0)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2017-06-09 19:00:00-05:00"),
+            Some(1_497_052_800.0)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2024-02-29t12:00:00.25z"),
+            Some(1_709_208_000.25)
+        );
+        assert_eq!(parse_rfc3339(b"1969-12-31T23:59:59Z"), Some(-1.0));
+    }
+
+    #[test]
+    fn rejects_what_is_not_rfc3339() {
+        for bad in [
+            &b"2017-06-10"[..],
+            b"2017-06-10T00:00:00",
+            b"2017-13-10T00:00:00Z",
+            b"2023-02-29T00:00:00Z",
+            b"2017-06-10T24:00:00Z",
+            b"2017-06-10T00:00:00.Z",
+            b"2017-06-10T00:00:00+0200",
+            b"10/06/2017",
+            b"",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

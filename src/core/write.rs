@@ -1,0 +1,438 @@
+//! Writes that keep a meeting and its indexes consistent: CRM.MEETING.SET and
+//! CRM.MEETING.DEL are parsed and validated here, and turned into a list of effects that
+//! the store applies in one step (after checking every key it will touch).
+
+use super::order::parse_sort_value;
+use super::store::MeetingWriter;
+use super::query::Bytes;
+use super::time::parse_rfc3339;
+use crate::error::{printable, CrmError};
+
+pub const CLIENT_FIELD: &[u8] = b"clientid";
+pub const DETAILS_FIELD: &[u8] = b"details";
+
+/// Which hash fields are indexed, from `crm.filter-fields` and `crm.sort-fields`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    /// Fields with one SET per value (`type`, `status`).
+    pub filter_fields: Vec<Bytes>,
+    /// Fields with a ZSET of their numeric value (`date`).
+    pub sort_fields: Vec<Bytes>,
+}
+
+impl Schema {
+    /// The hash fields a write reads before it changes a meeting: the client (to know
+    /// whether it exists with one) and every indexed field (to move it out of old values).
+    pub fn tracked_fields(&self) -> Vec<&[u8]> {
+        std::iter::once(CLIENT_FIELD)
+            .chain(self.filter_fields.iter().map(Vec::as_slice))
+            .chain(self.sort_fields.iter().map(Vec::as_slice))
+            .collect()
+    }
+}
+
+/// One CRM.MEETING.SET call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeetingWrite {
+    pub installation: Bytes,
+    pub id: Bytes,
+    /// Field/value pairs; a field given twice keeps its last value.
+    pub fields: Vec<(Bytes, Bytes)>,
+}
+
+/// A change the store applies, within the installation and meeting of the write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// HSET of these pairs on the meeting's hash.
+    WriteHash(Vec<(Bytes, Bytes)>),
+    /// DEL of the meeting's hash.
+    DeleteHash,
+    AddToValueSet {
+        field: Bytes,
+        value: Bytes,
+    },
+    RemoveFromValueSet {
+        field: Bytes,
+        value: Bytes,
+    },
+    AddToMeetingsSet,
+    RemoveFromMeetingsSet,
+    SetSortScore {
+        field: Bytes,
+        score: f64,
+    },
+    RemoveSortScore {
+        field: Bytes,
+    },
+}
+
+/// `<installation> <id> <field> <value> [<field> <value> ...]`
+pub fn parse_meeting_set(args: &[&[u8]]) -> Result<MeetingWrite, CrmError> {
+    let [installation, id, pairs @ ..] = args else {
+        return Err(arity("crm.meeting.set"));
+    };
+    if pairs.is_empty() || pairs.len() % 2 != 0 {
+        return Err(arity("crm.meeting.set"));
+    }
+    check_id(id)?;
+    let mut fields: Vec<(Bytes, Bytes)> = Vec::with_capacity(pairs.len() / 2);
+    for pair in pairs.chunks_exact(2) {
+        let [field, value] = pair else { continue };
+        if field.is_empty() {
+            return Err(CrmError::BadArgument(
+                "field names must not be empty".into(),
+            ));
+        }
+        match fields
+            .iter_mut()
+            .find(|(known, _)| known.as_slice() == *field)
+        {
+            Some((_, old)) => *old = value.to_vec(),
+            None => fields.push((field.to_vec(), value.to_vec())),
+        }
+    }
+    Ok(MeetingWrite {
+        installation: installation.to_vec(),
+        id: id.to_vec(),
+        fields,
+    })
+}
+
+/// `<installation> <id>`
+pub fn parse_meeting_del(args: &[&[u8]]) -> Result<(Bytes, Bytes), CrmError> {
+    let [installation, id] = args else {
+        return Err(arity("crm.meeting.del"));
+    };
+    check_id(id)?;
+    Ok((installation.to_vec(), id.to_vec()))
+}
+
+fn check_id(id: &[u8]) -> Result<(), CrmError> {
+    if id.is_empty() {
+        return Err(CrmError::BadArgument("meeting id must not be empty".into()));
+    }
+    Ok(())
+}
+
+fn arity(command: &'static str) -> CrmError {
+    CrmError::WrongArity { command }
+}
+
+/// A sort field's value as a score: a plain decimal number, or an RFC 3339 date-time
+/// (as Unix seconds).
+pub fn sort_score(raw: &[u8]) -> Option<f64> {
+    parse_sort_value(raw)
+        .filter(|score| score.is_finite())
+        .or_else(|| parse_rfc3339(raw))
+}
+
+/// Checks what the module can check before anything is written.
+pub fn validate(write: &MeetingWrite, schema: &Schema) -> Result<(), CrmError> {
+    for (field, value) in &write.fields {
+        if field == DETAILS_FIELD && serde_json::from_slice::<serde_json::Value>(value).is_err() {
+            return Err(CrmError::BadArgument(format!(
+                "details of meeting '{}' must be valid JSON",
+                printable(&write.id)
+            )));
+        }
+        if schema.sort_fields.contains(field) && sort_score(value).is_none() {
+            return Err(CrmError::BadArgument(format!(
+                "{} must be a number or an RFC 3339 date-time, got '{}'",
+                printable(field),
+                printable(value)
+            )));
+        }
+        if field == CLIENT_FIELD && value.is_empty() {
+            return Err(CrmError::BadArgument("clientid must not be empty".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The effects of a SET, given the meeting's tracked fields as stored (`None`: no hash).
+/// Returns whether the meeting is created.
+pub fn plan_set(
+    write: &MeetingWrite,
+    stored: Option<&[(Bytes, Option<Bytes>)]>,
+    schema: &Schema,
+) -> Result<(bool, Vec<Effect>), CrmError> {
+    validate(write, schema)?;
+    let stored_value = |field: &[u8]| -> Option<&Bytes> {
+        stored?
+            .iter()
+            .find(|(name, _)| name == field)
+            .and_then(|(_, value)| value.as_ref())
+    };
+    let created = stored.is_none();
+    let has_client = write.fields.iter().any(|(field, _)| field == CLIENT_FIELD)
+        || stored_value(CLIENT_FIELD).is_some();
+    if !has_client {
+        return Err(CrmError::BadArgument(format!(
+            "clientid is required to create meeting '{}'",
+            printable(&write.id)
+        )));
+    }
+    let mut effects = vec![Effect::WriteHash(write.fields.clone())];
+    for (field, value) in &write.fields {
+        if schema.filter_fields.contains(field) {
+            match stored_value(field) {
+                Some(old) if old == value => {}
+                Some(old) => effects.push(Effect::RemoveFromValueSet {
+                    field: field.clone(),
+                    value: old.clone(),
+                }),
+                None => {}
+            }
+            // Added even when unchanged, so that a write also mends a missing listing.
+            effects.push(Effect::AddToValueSet {
+                field: field.clone(),
+                value: value.clone(),
+            });
+        }
+        if schema.sort_fields.contains(field) {
+            if let Some(score) = sort_score(value) {
+                effects.push(Effect::SetSortScore {
+                    field: field.clone(),
+                    score,
+                });
+            }
+        }
+    }
+    effects.push(Effect::AddToMeetingsSet);
+    Ok((created, effects))
+}
+
+/// The effects of a DEL: out of the value sets its hash names, out of every sort index
+/// and the installation's set, then the hash itself. Nothing when there is no hash.
+pub fn plan_delete(stored: Option<&[(Bytes, Option<Bytes>)]>, schema: &Schema) -> Vec<Effect> {
+    let Some(stored) = stored else {
+        return Vec::new();
+    };
+    let mut effects = Vec::new();
+    for (field, value) in stored {
+        if let (true, Some(value)) = (schema.filter_fields.contains(field), value) {
+            effects.push(Effect::RemoveFromValueSet {
+                field: field.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    effects.extend(
+        schema
+            .sort_fields
+            .iter()
+            .map(|field| Effect::RemoveSortScore {
+                field: field.clone(),
+            }),
+    );
+    effects.push(Effect::RemoveFromMeetingsSet);
+    effects.push(Effect::DeleteHash);
+    effects
+}
+
+/// CRM.MEETING.SET: validates, reads the tracked fields, applies the effects. Returns
+/// whether the meeting was created.
+pub fn set_meeting<S: MeetingWriter>(
+    store: &S,
+    write: &MeetingWrite,
+    schema: &Schema,
+) -> Result<bool, CrmError> {
+    let stored = read_tracked(store, &write.installation, &write.id, schema)?;
+    let (created, effects) = plan_set(write, stored.as_deref(), schema)?;
+    store.apply(&write.installation, &write.id, &effects)?;
+    Ok(created)
+}
+
+/// CRM.MEETING.DEL: returns whether there was a meeting to delete.
+pub fn delete_meeting<S: MeetingWriter>(
+    store: &S,
+    installation: &[u8],
+    id: &[u8],
+    schema: &Schema,
+) -> Result<bool, CrmError> {
+    let stored = read_tracked(store, installation, id, schema)?;
+    let effects = plan_delete(stored.as_deref(), schema);
+    store.apply(installation, id, &effects)?;
+    Ok(stored.is_some())
+}
+
+type StoredFields = Vec<(Bytes, Option<Bytes>)>;
+
+fn read_tracked<S: MeetingWriter>(
+    store: &S,
+    installation: &[u8],
+    id: &[u8],
+    schema: &Schema,
+) -> Result<Option<StoredFields>, CrmError> {
+    let fields = schema.tracked_fields();
+    let values = store.stored_fields(installation, id, &fields)?;
+    Ok(values.map(|values| {
+        fields
+            .iter()
+            .map(|field| field.to_vec())
+            .zip(values)
+            .collect()
+    }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema {
+            filter_fields: vec![b"type".to_vec(), b"status".to_vec()],
+            sort_fields: vec![b"date".to_vec()],
+        }
+    }
+
+    fn write(words: &[&str]) -> Result<MeetingWrite, CrmError> {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        parse_meeting_set(&args)
+    }
+
+    fn stored(pairs: &[(&str, Option<&str>)]) -> Vec<(Bytes, Option<Bytes>)> {
+        pairs
+            .iter()
+            .map(|(f, v)| (f.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    fn b(text: &str) -> Bytes {
+        text.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn parsing() {
+        let w = write(&[
+            "10", "11", "status", "open", "status", "close", "clientid", "2",
+        ])
+        .unwrap();
+        assert_eq!(
+            w.fields,
+            vec![(b("status"), b("close")), (b("clientid"), b("2"))]
+        );
+        let arity = "ERR wrong number of arguments for 'crm.meeting.set' command";
+        assert_eq!(write(&["10", "11"]).unwrap_err().to_string(), arity);
+        assert_eq!(
+            write(&["10", "11", "status"]).unwrap_err().to_string(),
+            arity
+        );
+        assert_eq!(
+            write(&["10", "", "a", "b"]).unwrap_err().to_string(),
+            "ERR meeting id must not be empty"
+        );
+        assert_eq!(
+            write(&["10", "1", "", "b"]).unwrap_err().to_string(),
+            "ERR field names must not be empty"
+        );
+    }
+
+    #[test]
+    fn validation() {
+        let check = |words: &[&str]| validate(&write(words).unwrap(), &schema());
+        assert!(check(&[
+            "10",
+            "1",
+            "details",
+            "{\"a\":1}",
+            "date",
+            "2017-06-10T00:00:00Z"
+        ])
+        .is_ok());
+        assert!(check(&["10", "1", "date", "1497052800"]).is_ok());
+        assert_eq!(
+            check(&["10", "1", "details", "{oops"])
+                .unwrap_err()
+                .to_string(),
+            "ERR details of meeting '1' must be valid JSON"
+        );
+        assert_eq!(
+            check(&["10", "1", "date", "10062017"]).map_err(|e| e.to_string()),
+            Ok(())
+        );
+        assert_eq!(
+            check(&["10", "1", "date", "tomorrow"])
+                .unwrap_err()
+                .to_string(),
+            "ERR date must be a number or an RFC 3339 date-time, got 'tomorrow'"
+        );
+    }
+
+    #[test]
+    fn create_requires_a_client() {
+        let w = write(&["10", "11", "status", "open"]).unwrap();
+        assert_eq!(
+            plan_set(&w, None, &schema()).unwrap_err().to_string(),
+            "ERR clientid is required to create meeting '11'"
+        );
+        let existing = stored(&[
+            ("clientid", Some("2")),
+            ("type", None),
+            ("status", None),
+            ("date", None),
+        ]);
+        assert!(!plan_set(&w, Some(&existing), &schema()).unwrap().0);
+    }
+
+    #[test]
+    fn a_move_leaves_the_old_value() {
+        let existing = stored(&[
+            ("clientid", Some("2")),
+            ("type", Some("email")),
+            ("status", Some("open")),
+        ]);
+        let w = write(&[
+            "10", "11", "status", "close", "type", "email", "date", "100",
+        ])
+        .unwrap();
+        let (created, effects) = plan_set(&w, Some(&existing), &schema()).unwrap();
+        assert!(!created);
+        assert_eq!(
+            effects,
+            vec![
+                Effect::WriteHash(w.fields.clone()),
+                Effect::RemoveFromValueSet {
+                    field: b("status"),
+                    value: b("open")
+                },
+                Effect::AddToValueSet {
+                    field: b("status"),
+                    value: b("close")
+                },
+                Effect::AddToValueSet {
+                    field: b("type"),
+                    value: b("email")
+                },
+                Effect::SetSortScore {
+                    field: b("date"),
+                    score: 100.0
+                },
+                Effect::AddToMeetingsSet,
+            ]
+        );
+    }
+
+    #[test]
+    fn delete_removes_every_listing() {
+        let existing = stored(&[
+            ("clientid", Some("2")),
+            ("type", Some("sms")),
+            ("status", None),
+        ]);
+        assert_eq!(
+            plan_delete(Some(&existing), &schema()),
+            vec![
+                Effect::RemoveFromValueSet {
+                    field: b("type"),
+                    value: b("sms")
+                },
+                Effect::RemoveSortScore { field: b("date") },
+                Effect::RemoveFromMeetingsSet,
+                Effect::DeleteHash,
+            ]
+        );
+        assert!(plan_delete(None, &schema()).is_empty());
+    }
+}
