@@ -12,7 +12,7 @@ pub mod store;
 mod module {
     use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
-    use crate::command::{self, meeting_write, meetings};
+    use crate::command::{self, audit, meeting_write, meetings};
     use crate::config;
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -25,6 +25,14 @@ mod module {
 
     fn crm_meeting_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         command::run_guarded(ctx, &args, meeting_write::meeting_del)
+    }
+
+    fn crm_check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, audit::check)
+    }
+
+    fn crm_repair(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, audit::repair)
     }
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
@@ -48,6 +56,8 @@ mod module {
             [meetings::NAME, crm_meetings, "readonly", 0, 0, 0, ""],
             [meeting_write::SET_NAME, crm_meeting_set, "write deny-oom", 0, 0, 0, ""],
             [meeting_write::DEL_NAME, crm_meeting_del, "write", 0, 0, 0, ""],
+            [audit::CHECK_NAME, crm_check, "readonly", 0, 0, 0, ""],
+            [audit::REPAIR_NAME, crm_repair, "write deny-oom", 0, 0, 0, ""],
         ],
     }
 }

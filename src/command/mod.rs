@@ -1,6 +1,7 @@
 //! The edge between Redis and the core: argument decoding, panic containment and the
 //! conversion of [`CrmError`] into error replies. One file per command beside this one.
 
+pub mod audit;
 pub mod meeting_write;
 pub mod meetings;
 

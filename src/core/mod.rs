@@ -1,6 +1,7 @@
 //! The pure core: parse arguments into a typed query, plan it from set sizes, execute it
 //! over a [`store::MeetingStore`], cut one page. No Redis type appears below this module.
 
+pub mod audit;
 pub mod execute;
 #[cfg(test)]
 pub mod memory;

@@ -3,8 +3,8 @@
 //! the store applies in one step (after checking every key it will touch).
 
 use super::order::parse_sort_value;
-use super::store::MeetingWriter;
 use super::query::Bytes;
+use super::store::MeetingWriter;
 use super::time::parse_rfc3339;
 use crate::error::{printable, CrmError};
 

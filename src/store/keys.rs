@@ -117,6 +117,44 @@ impl Template {
         key
     }
 
+    /// Whether the template holds `slot`.
+    pub fn has(&self, slot: Placeholder) -> bool {
+        self.parts.contains(&Part::Slot(slot))
+    }
+
+    /// The inverse of `render` for one unknown placeholder: when `key` is this template
+    /// with `known` placeholders filled in, the bytes standing for `unknown`. `None` when
+    /// the key does not fit, or `unknown` appears other than once.
+    pub fn capture<'v>(
+        &self,
+        key: &[u8],
+        unknown: Placeholder,
+        known: impl Fn(Placeholder) -> &'v [u8],
+    ) -> Option<Bytes> {
+        let at = self
+            .parts
+            .iter()
+            .position(|part| *part == Part::Slot(unknown))?;
+        let (before, after) = self.parts.split_at(at);
+        let after = after.get(1..)?;
+        if after.contains(&Part::Slot(unknown)) {
+            return None;
+        }
+        let fill = |parts: &[Part]| -> Bytes {
+            let mut bytes = Vec::new();
+            for part in parts {
+                match part {
+                    Part::Literal(text) => bytes.extend_from_slice(text.as_bytes()),
+                    Part::Slot(slot) => bytes.extend_from_slice(known(*slot)),
+                }
+            }
+            bytes
+        };
+        let rest = key.strip_prefix(fill(before).as_slice())?;
+        let middle = rest.strip_suffix(fill(after).as_slice())?;
+        Some(middle.to_vec())
+    }
+
     /// `render` into a reused buffer, for the per-meeting hot path.
     pub fn render_into<'v>(&self, key: &mut Bytes, value_of: impl Fn(Placeholder) -> &'v [u8]) {
         key.clear();
@@ -208,6 +246,33 @@ mod tests {
             _ => b"?",
         });
         assert_eq!(key, b"{7}:m_f:v:<x>");
+    }
+
+    #[test]
+    fn capture_inverts_render() {
+        let template =
+            Template::parse("meeting_<field>:<value>_ins_<installation>", FILTER).unwrap();
+        let known = |slot| match slot {
+            Installation => &b"10"[..],
+            Field => b"type",
+            _ => b"",
+        };
+        assert_eq!(
+            template.capture(b"meeting_type:email_ins_10", Value, known),
+            Some(b"email".to_vec())
+        );
+        assert_eq!(
+            template.capture(b"meeting_type:x_ins_2_ins_10", Value, known),
+            Some(b"x_ins_2".to_vec())
+        );
+        assert_eq!(
+            template.capture(b"meeting_type:email_ins_110", Value, known),
+            None
+        );
+        assert_eq!(
+            template.capture(b"meeting_status:open_ins_10", Value, known),
+            None
+        );
     }
 
     #[test]

@@ -229,18 +229,26 @@ impl MeetingWriter for KeyspaceStore<'_> {
                     ("HSET", KeyKind::Hash, args)
                 }
                 Effect::DeleteHash => ("DEL", KeyKind::Hash, vec![meeting.clone()]),
-                Effect::AddToValueSet { field, value } => {
-                    ("SADD", KeyKind::Set, vec![value_set(field, value), id.to_vec()])
-                }
-                Effect::RemoveFromValueSet { field, value } => {
-                    ("SREM", KeyKind::Set, vec![value_set(field, value), id.to_vec()])
-                }
-                Effect::AddToMeetingsSet => {
-                    ("SADD", KeyKind::Set, vec![meetings_set.clone(), id.to_vec()])
-                }
-                Effect::RemoveFromMeetingsSet => {
-                    ("SREM", KeyKind::Set, vec![meetings_set.clone(), id.to_vec()])
-                }
+                Effect::AddToValueSet { field, value } => (
+                    "SADD",
+                    KeyKind::Set,
+                    vec![value_set(field, value), id.to_vec()],
+                ),
+                Effect::RemoveFromValueSet { field, value } => (
+                    "SREM",
+                    KeyKind::Set,
+                    vec![value_set(field, value), id.to_vec()],
+                ),
+                Effect::AddToMeetingsSet => (
+                    "SADD",
+                    KeyKind::Set,
+                    vec![meetings_set.clone(), id.to_vec()],
+                ),
+                Effect::RemoveFromMeetingsSet => (
+                    "SREM",
+                    KeyKind::Set,
+                    vec![meetings_set.clone(), id.to_vec()],
+                ),
                 Effect::SetSortScore { field, score } => {
                     let key = self.sort_key(installation, field);
                     let score = score.to_string().into_bytes();

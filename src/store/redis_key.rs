@@ -51,6 +51,53 @@ impl Drop for ModuleString {
     }
 }
 
+/// A scan cursor for ScanKey or the keyspace Scan, destroyed on drop.
+pub struct ScanCursor(*mut raw::RedisModuleScanCursor);
+
+impl ScanCursor {
+    pub fn new() -> Result<Self, CrmError> {
+        let create = api!(RedisModule_ScanCursorCreate);
+        // SAFETY: creates an independent cursor that we destroy in Drop.
+        Ok(ScanCursor(unsafe { create() }))
+    }
+}
+
+impl Drop for ScanCursor {
+    fn drop(&mut self) {
+        // SAFETY: we own the cursor.
+        if let Some(destroy) = unsafe { raw::RedisModule_ScanCursorDestroy } {
+            unsafe { destroy(self.0) };
+        }
+    }
+}
+
+/// One keyspace Scan call: appends some key names of the selected database to `out` and
+/// says whether more remain.
+pub fn scan_keyspace_step(
+    ctx: &Context,
+    cursor: &ScanCursor,
+    out: &mut Vec<Bytes>,
+) -> Result<bool, CrmError> {
+    let scan = api!(RedisModule_Scan);
+
+    extern "C" fn collect(
+        _ctx: *mut raw::RedisModuleCtx,
+        key_name: *mut raw::RedisModuleString,
+        _key: *mut raw::RedisModuleKey,
+        data: *mut c_void,
+    ) {
+        // SAFETY: `data` is the `out` vector, alive for the whole call.
+        let out = unsafe { &mut *data.cast::<Vec<Bytes>>() };
+        if !key_name.is_null() {
+            out.push(copy_bytes(key_name));
+        }
+    }
+
+    let data = ptr::from_mut(out).cast::<c_void>();
+    // SAFETY: a live context and cursor; the callback only pushes bytes.
+    Ok(unsafe { scan(ctx.ctx, cursor.0, Some(collect), data) } != 0)
+}
+
 /// Copies the bytes of a string the server handed us.
 fn copy_bytes(string: *const raw::RedisModuleString) -> Bytes {
     // SAFETY: `string` is a live string for the duration of the call; the table is loaded.
@@ -123,11 +170,17 @@ impl ReadKey {
     /// Every member of a set (call after `expect(KeyKind::Set)` returned true).
     pub fn set_members(&self) -> Result<Vec<Bytes>, CrmError> {
         let mut members = Vec::with_capacity(self.cardinality()?);
+        let cursor = ScanCursor::new()?;
+        while self.scan_step(&cursor, &mut members)? {}
+        Ok(members)
+    }
+
+    /// One ScanKey call: appends some members (of a set or sorted set) to `out` and says
+    /// whether more remain. The cursor resumes across calls, also after the key is reopened.
+    pub fn scan_step(&self, cursor: &ScanCursor, out: &mut Vec<Bytes>) -> Result<bool, CrmError> {
         if self.handle.is_null() {
-            return Ok(members);
+            return Ok(false);
         }
-        let create = api!(RedisModule_ScanCursorCreate);
-        let destroy = api!(RedisModule_ScanCursorDestroy);
         let scan_key = api!(RedisModule_ScanKey);
 
         extern "C" fn collect(
@@ -136,21 +189,16 @@ impl ReadKey {
             _value: *mut raw::RedisModuleString,
             data: *mut c_void,
         ) {
-            // SAFETY: `data` is the `members` vector below, alive for the whole scan.
-            let members = unsafe { &mut *data.cast::<Vec<Bytes>>() };
+            // SAFETY: `data` is the `out` vector, alive for the whole call.
+            let out = unsafe { &mut *data.cast::<Vec<Bytes>>() };
             if !field.is_null() {
-                members.push(copy_bytes(field));
+                out.push(copy_bytes(field));
             }
         }
 
-        // SAFETY: the cursor lives until destroyed below; the callback only pushes bytes.
-        unsafe {
-            let cursor = create();
-            let data = ptr::addr_of_mut!(members).cast::<c_void>();
-            while scan_key(self.handle, cursor, Some(collect), data) != 0 {}
-            destroy(cursor);
-        }
-        Ok(members)
+        let data = ptr::from_mut(out).cast::<c_void>();
+        // SAFETY: a live cursor and key; the callback only pushes bytes.
+        Ok(unsafe { scan_key(self.handle, cursor.0, Some(collect), data) } != 0)
     }
 
     /// One field of a hash (call after `expect(KeyKind::Hash)` returned true).
@@ -200,4 +248,21 @@ impl Drop for ReadKey {
             }
         }
     }
+}
+
+/// The database the context works on.
+pub fn selected_db(ctx: &Context) -> Result<c_int, CrmError> {
+    let get = api!(RedisModule_GetSelectedDb);
+    // SAFETY: a live context.
+    Ok(unsafe { get(ctx.ctx) })
+}
+
+/// Makes the context work on `db` (timer callbacks start on database 0).
+pub fn select_db(ctx: &Context, db: c_int) -> Result<(), CrmError> {
+    let select = api!(RedisModule_SelectDb);
+    // SAFETY: a live context; the server checks the number.
+    if unsafe { select(ctx.ctx, db) } != raw::REDISMODULE_OK as c_int {
+        return Err(CrmError::Internal(format!("cannot select database {db}")));
+    }
+    Ok(())
 }
