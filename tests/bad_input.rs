@@ -9,17 +9,11 @@
 
 mod common;
 
-use common::{error_of, load_seed, meetings, Server};
+use common::{error_of, keyspace_state, load_seed, meetings, Server};
 use redis::Connection;
 
-fn state(con: &mut Connection) -> (i64, String) {
-    let size: i64 = redis::cmd("DBSIZE").query(con).unwrap();
-    let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(con).unwrap();
-    (size, digest)
-}
-
 fn assert_error(con: &mut Connection, args: &[&[u8]], expected: &str) {
-    let before = state(con);
+    let before = keyspace_state(con);
     let message = error_of(con, "CRM.MEETINGS", args);
     assert_eq!(
         message,
@@ -31,7 +25,11 @@ fn assert_error(con: &mut Connection, args: &[&[u8]], expected: &str) {
     );
     let pong: String = redis::cmd("PING").query(con).unwrap();
     assert_eq!(pong, "PONG");
-    assert_eq!(state(con), before, "a failed call changed the keyspace");
+    assert_eq!(
+        keyspace_state(con),
+        before,
+        "a failed call changed the keyspace"
+    );
 }
 
 fn words(text: &str) -> Vec<&[u8]> {
@@ -124,7 +122,7 @@ fn binary_and_huge_ids_are_just_unknown() {
     let server = Server::start();
     let mut con = server.connect();
     load_seed(&mut con);
-    let before = state(&mut con);
+    let before = keyspace_state(&mut con);
     let huge = vec![b'9'; 1 << 20];
     for args in [
         vec![&b"\x00\xff\r\n"[..], b"2"],
@@ -165,7 +163,7 @@ fn binary_and_huge_ids_are_just_unknown() {
             .unwrap(),
     );
     assert_eq!(answer.ids(), ["11", "19"]);
-    assert_eq!(state(&mut con), before);
+    assert_eq!(keyspace_state(&mut con), before);
 }
 
 #[test]

@@ -36,6 +36,8 @@ fn defaults_are_the_seed_schema() {
         ("crm.meeting-key", "meeting:<id>"),
         ("crm.sort-key", "meeting_<field>"),
         ("crm.sort-member", "meeting:<id>"),
+        ("crm.filter-fields", "type status"),
+        ("crm.sort-fields", "date"),
         ("crm.max-page", "1000"),
     ]
     .into_iter()
@@ -53,6 +55,7 @@ fn config_set_checks_templates() {
         ("crm.meeting-key", "meeting:", "crm.meeting-key: template must contain <id>"),
         ("crm.filter-key", "m_<field>:<value>:<user>", "crm.filter-key: placeholder <user> is not allowed here (allowed: <installation> <field> <value>)"),
         ("crm.clients-key", "clients", "crm.clients-key: template must contain <user>"),
+        ("crm.filter-fields", "type status type", "crm.filter-fields: field 'type' is listed twice"),
     ] {
         let error = error_of(&mut con, "CONFIG", &[b"SET", name.as_bytes(), value.as_bytes()]);
         assert!(error.contains(reason), "{error}");

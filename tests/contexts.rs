@@ -94,7 +94,7 @@ fn resp3_reply_has_the_same_shape() {
 
 #[test]
 fn replica_answers_as_the_primary() {
-    let primary = Server::start_with(&[], &["--repl-diskless-sync-delay", "0"]);
+    let primary = Server::start();
     let replica = Server::start();
     let mut con = primary.connect();
     let mut rng = Rng::new(2024);

@@ -114,7 +114,8 @@ pub fn examine(schema: &Schema, state: &MeetingState) -> (Vec<Finding>, Vec<Effe
             .collect();
         let name = printable(field);
         if listed.len() > 1 {
-            let values: Vec<String> = listed.iter().map(|value| printable(value)).collect();
+            let mut values: Vec<String> = listed.iter().map(|value| printable(value)).collect();
+            values.sort();
             findings.push(Finding {
                 kind: DriftKind::SeveralValues,
                 detail: format!("{id}: {name} listed as {}", values.join(", ")),

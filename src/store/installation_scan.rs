@@ -11,7 +11,6 @@ use redis_module::Context;
 
 use super::keys::{KeyTemplates, Placeholder};
 use super::redis_key::{scan_keyspace_step, ReadKey, ScanCursor};
-use crate::core::order::compare_ids;
 use crate::core::query::Bytes;
 use crate::core::write::Schema;
 use crate::error::{CrmError, KeyKind};
@@ -45,7 +44,9 @@ pub struct InstallationScan {
     phase: Phase,
     /// Keys still to read members from.
     pending: Vec<(Bytes, Source)>,
-    listings: HashMap<Bytes, Listing>,
+    /// Every id found, in the order found, and where; `index` finds an id's entry.
+    listings: Vec<(Bytes, Listing)>,
+    index: HashMap<Bytes, usize>,
 }
 
 impl InstallationScan {
@@ -71,7 +72,8 @@ impl InstallationScan {
             schema,
             phase: Phase::Keyspace(ScanCursor::new()?),
             pending,
-            listings: HashMap::new(),
+            listings: Vec::new(),
+            index: HashMap::new(),
         })
     }
 
@@ -124,15 +126,24 @@ impl InstallationScan {
         }
     }
 
-    /// The ids found, in the module's id order, with where each was listed.
+    /// The ids found, in the order found, with where each was listed. (Not sorted: a
+    /// sort of a million ids would hold the server in one step.)
     pub fn into_listings(self) -> Vec<(Bytes, Listing)> {
-        let mut listings: Vec<(Bytes, Listing)> = self.listings.into_iter().collect();
-        listings.sort_by(|(a, _), (b, _)| compare_ids(a, b));
-        listings
+        self.listings
     }
 
-    pub fn installation(&self) -> &[u8] {
-        &self.installation
+    /// The entry of `id`, added when new. (`None` cannot happen: positions come from
+    /// pushes; the Option only spares an index that could panic.)
+    fn entry(&mut self, id: Bytes) -> Option<&mut Listing> {
+        let position = match self.index.get(&id) {
+            Some(&position) => position,
+            None => {
+                self.index.insert(id.clone(), self.listings.len());
+                self.listings.push((id, Listing::default()));
+                self.listings.len() - 1
+            }
+        };
+        self.listings.get_mut(position).map(|(_, listing)| listing)
     }
 
     /// Queues a key of the keyspace when it is one of the installation's value sets, or
@@ -156,20 +167,23 @@ impl InstallationScan {
                 _ => b"",
             };
             if let Some(id) = self.keys.meeting.capture(&key, Placeholder::Id, known) {
-                self.listings.entry(id).or_default();
+                self.entry(id);
             }
         }
     }
 
     fn record(&mut self, member: Bytes, source: &Source) {
         match source {
-            Source::MeetingsSet => self.listings.entry(member).or_default().in_meetings_set = true,
-            Source::ValueSet(index, value) => self
-                .listings
-                .entry(member)
-                .or_default()
-                .listed
-                .push((*index, value.clone())),
+            Source::MeetingsSet => {
+                if let Some(listing) = self.entry(member) {
+                    listing.in_meetings_set = true;
+                }
+            }
+            Source::ValueSet(index, value) => {
+                if let Some(listing) = self.entry(member) {
+                    listing.listed.push((*index, value.clone()));
+                }
+            }
             Source::SortIndex => {
                 let installation = self.installation.as_slice();
                 let known = |slot| match slot {
@@ -181,7 +195,7 @@ impl InstallationScan {
                     .sort_member
                     .capture(&member, Placeholder::Id, known)
                 {
-                    self.listings.entry(id).or_default();
+                    self.entry(id);
                 }
             }
         }

@@ -44,6 +44,8 @@ pub struct Server {
     child: Child,
     pub port: u16,
     dir: PathBuf,
+    module_args: Vec<String>,
+    extra: Vec<String>,
 }
 
 impl Server {
@@ -60,31 +62,21 @@ impl Server {
 
     /// Starts a server; `Err` carries its log when it exits or does not answer.
     pub fn try_start(module_args: &[&str], extra: &[&str]) -> Result<Server, String> {
-        let module = module_path();
+        let module_args: Vec<String> = module_args.iter().map(|a| a.to_string()).collect();
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let mut last_error = String::new();
         for _attempt in 0..5 {
             let port = free_port();
             let dir = std::env::temp_dir().join(format!("crm-test-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
-            let mut load = vec![module.display().to_string()];
-            load.extend(module_args.iter().map(|arg| arg.to_string()));
-            let mut command = Command::new(server_binary());
-            command
-                .arg("--port")
-                .arg(port.to_string())
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .args(["--logfile", "server.log", "--enable-debug-command", "local"])
-                .arg("--loadmodule")
-                .args(&load)
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let child = command
-                .spawn()
-                .map_err(|e| format!("cannot run {}: {e}", server_binary()))?;
-            let mut server = Server { child, port, dir };
+            let child = spawn(port, &dir, Some(&module_args), &extra)?;
+            let mut server = Server {
+                child,
+                port,
+                dir,
+                module_args: module_args.clone(),
+                extra: extra.clone(),
+            };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
                 Err(error) => last_error = error,
@@ -93,13 +85,26 @@ impl Server {
         Err(last_error)
     }
 
+    /// Kills the server (SIGKILL, as a crash would) and starts it again on the same port
+    /// and directory, so it loads what it persisted; without the module if `with_module`
+    /// is false.
+    pub fn restart(&mut self, with_module: bool, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.extra = extra.iter().map(|a| a.to_string()).collect();
+        let module_args = with_module.then_some(&self.module_args);
+        self.child = spawn(self.port, &self.dir, module_args, &self.extra).unwrap();
+        self.wait_ready().unwrap();
+    }
+
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_status)) = self.child.try_wait() {
                 return Err(format!("server exited: {}", self.log()));
             }
             if let Ok(mut con) = self.try_connect() {
+                // PING fails with LOADING while a persisted dataset is read.
                 if redis::cmd("PING").query::<String>(&mut con).is_ok() {
                     return Ok(());
                 }
@@ -125,10 +130,6 @@ impl Server {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
-
-    pub fn dir(&self) -> &PathBuf {
-        &self.dir
-    }
 }
 
 impl Drop for Server {
@@ -137,6 +138,55 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn spawn(
+    port: u16,
+    dir: &PathBuf,
+    module_args: Option<&Vec<String>>,
+    extra: &[String],
+) -> Result<Child, String> {
+    let mut command = Command::new(server_binary());
+    command
+        .arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--logfile", "server.log", "--enable-debug-command", "local"])
+        .args(["--repl-diskless-sync-delay", "0"]);
+    if let Some(module_args) = module_args {
+        command
+            .arg("--loadmodule")
+            .arg(module_path())
+            .args(module_args);
+    }
+    command
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", server_binary()))
+}
+
+/// The keyspace's size and digest: equal digests mean byte-identical data.
+pub fn keyspace_state(con: &mut Connection) -> (i64, String) {
+    let size: i64 = redis::cmd("DBSIZE").query(con).unwrap();
+    let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(con).unwrap();
+    (size, digest)
+}
+
+/// Runs the crm-load binary against `server`.
+pub fn crm_load(server: &Server, args: &[&str]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_crm-load"))
+        .arg("--port")
+        .arg(server.port.to_string())
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run crm-load");
+    assert!(status.success(), "crm-load {args:?} failed");
 }
 
 fn free_port() -> u16 {
