@@ -5,6 +5,7 @@
 //! runs one step per event-loop turn, so other clients are served in between. Inside MULTI
 //! or a script, where a client cannot block, the job runs to the end in one go.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -91,10 +92,9 @@ fn start(
         db: selected_db(ctx)?,
         keys,
         schema,
-        scan: Some(scan),
+        scan,
+        pending: VecDeque::new(),
         installation: installation.to_vec(),
-        listings: Vec::new(),
-        next: 0,
         report: Report::new(examples),
     };
     let cannot_block = ctx
@@ -135,11 +135,9 @@ struct AuditJob {
     keys: KeyTemplates,
     schema: Schema,
     installation: Bytes,
-    /// Collecting the ids (first phase); `None` once they are in `listings`.
-    scan: Option<InstallationScan>,
-    listings: Vec<(Bytes, Listing)>,
-    /// The next meeting of `listings` to examine.
-    next: usize,
+    scan: InstallationScan,
+    /// Ids handed out by the scan and not examined yet.
+    pending: VecDeque<(Bytes, Listing)>,
     report: Report,
 }
 
@@ -157,39 +155,40 @@ impl AuditJob {
     }
 
     fn work(&mut self, ctx: &Context, deadline: Instant) -> Result<bool, CrmError> {
-        if let Some(scan) = &mut self.scan {
-            if !scan.step(ctx, deadline)? {
-                return Ok(false);
-            }
-            if let Some(scan) = self.scan.take() {
-                self.listings = scan.into_listings();
-                self.report.meetings = self.listings.len() as u64;
-            }
-        }
         let store = KeyspaceStore::new(ctx, self.keys.clone());
-        while let Some((id, listing)) = self.listings.get(self.next) {
-            self.next += 1;
-            let state = self.meeting_state(&store, id, listing)?;
-            let (findings, fixes) = examine(&self.schema, &state);
-            for finding in findings {
-                self.report.add(finding.kind, finding.detail);
+        loop {
+            if self.pending.is_empty() {
+                match self.scan.next_batch(ctx, &store, deadline)? {
+                    Some(batch) => self.pending.extend(batch),
+                    None => return Ok(true),
+                }
             }
-            if self.mode == Mode::Repair && !fixes.is_empty() {
-                store.apply(&self.installation, id, &fixes)?;
-                self.report.writes += fixes.len() as u64;
+            while let Some((id, listing)) = self.pending.pop_front() {
+                self.report.meetings += 1;
+                let state = self.meeting_state(&store, id, listing)?;
+                let (findings, fixes) = examine(&self.schema, &state);
+                for finding in findings {
+                    self.report.add(finding.kind, finding.detail);
+                }
+                if self.mode == Mode::Repair && !fixes.is_empty() {
+                    store.apply(&self.installation, &state.id, &fixes)?;
+                    self.report.writes += fixes.len() as u64;
+                }
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
             }
             if Instant::now() >= deadline {
-                break;
+                return Ok(false);
             }
         }
-        Ok(self.next >= self.listings.len())
     }
 
     fn meeting_state(
         &self,
         store: &KeyspaceStore<'_>,
-        id: &Bytes,
-        listing: &Listing,
+        id: Bytes,
+        listing: Listing,
     ) -> Result<MeetingState, CrmError> {
         let fields: Vec<&[u8]> = self
             .schema
@@ -198,8 +197,8 @@ impl AuditJob {
             .chain(&self.schema.sort_fields)
             .map(Vec::as_slice)
             .collect();
-        let hash = store.stored_fields(&self.installation, id, &fields)?;
-        let ids = std::slice::from_ref(id);
+        let hash = store.stored_fields(&self.installation, &id, &fields)?;
+        let ids = std::slice::from_ref(&id);
         let mut scores = Vec::with_capacity(self.schema.sort_fields.len());
         for field in &self.schema.sort_fields {
             scores.push(
@@ -210,10 +209,10 @@ impl AuditJob {
             );
         }
         Ok(MeetingState {
-            id: id.clone(),
+            id,
             hash,
             in_meetings_set: listing.in_meetings_set,
-            listed: listing.listed.clone(),
+            listed: listing.listed,
             scores,
         })
     }

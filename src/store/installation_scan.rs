@@ -1,19 +1,25 @@
-//! Finding every meeting id an installation's keys mention, in resumable steps: first the
-//! keyspace (for the value sets of each filter field, and the meeting hashes or sort
-//! indexes when their names carry the installation), then the members of each set found.
-//! Each step does a bounded amount of work, so the caller can hand the server back
-//! between steps.
+//! Walking every meeting id an installation's keys mention, in bounded steps and bounded
+//! memory. First the keyspace is scanned for the installation's value sets; then the
+//! members of each source (its installation set, each value set, each per-installation
+//! sort ZSET, and its meeting hashes when their names carry the installation) are read in
+//! batches. An id is handed out once: from the first source that lists it, with every set
+//! that lists it. Nothing grows with the installation but the list of value sets.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use redis_module::Context;
 
 use super::keys::{KeyTemplates, Placeholder};
+use super::keyspace::KeyspaceStore;
 use super::redis_key::{scan_keyspace_step, ReadKey, ScanCursor};
 use crate::core::query::Bytes;
+use crate::core::store::{MeetingStore, SetRef};
 use crate::core::write::Schema;
 use crate::error::{CrmError, KeyKind};
+
+/// Ids handed out together; big enough that the membership checks (one SMISMEMBER per
+/// set and batch) cost little per id, small enough that a batch takes well under 1 ms.
+const BATCH: usize = 128;
 
 /// Where an id was found.
 #[derive(Debug, Clone, Default)]
@@ -23,17 +29,23 @@ pub struct Listing {
     pub listed: Vec<(usize, Bytes)>,
 }
 
-#[derive(Debug, Clone)]
-enum Source {
-    MeetingsSet,
-    ValueSet(usize, Bytes),
-    /// A per-installation sort index; its members are ids through `crm.sort-member`.
-    SortIndex,
+/// A set of the installation: its installation set, or the set of one field value.
+#[derive(Debug, Clone, PartialEq)]
+enum Set {
+    Meetings,
+    Value(usize, Bytes),
 }
 
 enum Phase {
-    Keyspace(ScanCursor),
-    Members(Option<(Bytes, Source, ScanCursor)>),
+    /// Scanning the keyspace for value sets.
+    Discover(ScanCursor),
+    /// Reading source `source` (sets first, then sort ZSETs).
+    Members {
+        source: usize,
+        cursor: ScanCursor,
+    },
+    /// Scanning the keyspace for meeting hashes named with the installation.
+    Hashes(ScanCursor),
     Done,
 }
 
@@ -41,163 +53,237 @@ pub struct InstallationScan {
     installation: Bytes,
     keys: KeyTemplates,
     schema: Schema,
+    /// The installation set first, then every value set found.
+    sets: Vec<Set>,
+    /// Sort fields whose ZSET is per installation (their members are this installation's).
+    sort_fields: Vec<Bytes>,
     phase: Phase,
-    /// Keys still to read members from.
-    pending: Vec<(Bytes, Source)>,
-    /// Every id found, in the order found, and where; `index` finds an id's entry.
-    listings: Vec<(Bytes, Listing)>,
-    index: HashMap<Bytes, usize>,
 }
 
 impl InstallationScan {
     pub fn new(installation: Bytes, keys: KeyTemplates, schema: Schema) -> Result<Self, CrmError> {
-        let installation_slot = |slot| match slot {
-            Placeholder::Installation => installation.as_slice(),
-            _ => b"",
+        let sort_fields = if keys.sort.has(Placeholder::Installation) {
+            schema.sort_fields.clone()
+        } else {
+            Vec::new()
         };
-        let mut pending = vec![(keys.meetings.render(installation_slot), Source::MeetingsSet)];
-        if keys.sort.has(Placeholder::Installation) {
-            for field in &schema.sort_fields {
-                let key = keys.sort.render(|slot| match slot {
-                    Placeholder::Installation => installation.as_slice(),
-                    Placeholder::Field => field,
-                    _ => b"",
-                });
-                pending.push((key, Source::SortIndex));
-            }
-        }
         Ok(InstallationScan {
             installation,
             keys,
             schema,
-            phase: Phase::Keyspace(ScanCursor::new()?),
-            pending,
-            listings: Vec::new(),
-            index: HashMap::new(),
+            sets: vec![Set::Meetings],
+            sort_fields,
+            phase: Phase::Discover(ScanCursor::new()?),
         })
     }
 
-    /// Works until `deadline` or until done; `Ok(true)` when done.
-    pub fn step(&mut self, ctx: &Context, deadline: Instant) -> Result<bool, CrmError> {
-        let mut found = Vec::new();
-        loop {
-            match &mut self.phase {
-                Phase::Done => return Ok(true),
-                Phase::Keyspace(cursor) => {
-                    found.clear();
-                    let more = scan_keyspace_step(ctx, cursor, &mut found)?;
-                    for key in found.drain(..) {
-                        self.classify(key);
-                    }
-                    if !more {
-                        self.phase = Phase::Members(None);
-                    }
+    /// The next ids, each with its listing: `Some` (maybe empty, when the step only moved
+    /// the scan on) until the walk is done, then `None`. Returns by `deadline` or after
+    /// one bounded unit of work past it.
+    pub fn next_batch(
+        &mut self,
+        ctx: &Context,
+        store: &KeyspaceStore<'_>,
+        deadline: Instant,
+    ) -> Result<Option<Vec<(Bytes, Listing)>>, CrmError> {
+        // The phase is taken out and put back (or moved on), so that the cursor it owns
+        // can be used while `self` is read. An error ends the walk.
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Done => Ok(None),
+            Phase::Discover(cursor) => {
+                let mut names = Vec::new();
+                let mut more = true;
+                while more && Instant::now() < deadline {
+                    more = scan_keyspace_step(ctx, &cursor, &mut names)?;
                 }
-                Phase::Members(current) => {
-                    let Some((key, source, cursor)) = current else {
-                        match self.pending.pop() {
-                            Some((key, source)) => {
-                                *current = Some((key, source, ScanCursor::new()?))
-                            }
-                            None => self.phase = Phase::Done,
+                for name in names {
+                    // A scan may return a key twice.
+                    if let Some(set) = self.value_set(&name) {
+                        if !self.sets.contains(&set) {
+                            self.sets.push(set);
                         }
-                        continue;
-                    };
-                    let handle = ReadKey::open(ctx, key)?;
-                    let kind = match source {
-                        Source::SortIndex => KeyKind::SortedSet,
-                        _ => KeyKind::Set,
-                    };
-                    handle.expect(kind)?;
-                    found.clear();
-                    let more = handle.scan_step(cursor, &mut found)?;
-                    let source = source.clone();
-                    if !more {
-                        *current = None;
-                    }
-                    for member in std::mem::take(&mut found) {
-                        self.record(member, &source);
                     }
                 }
-            }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-        }
-    }
-
-    /// The ids found, in the order found, with where each was listed. (Not sorted: a
-    /// sort of a million ids would hold the server in one step.)
-    pub fn into_listings(self) -> Vec<(Bytes, Listing)> {
-        self.listings
-    }
-
-    /// The entry of `id`, added when new. (`None` cannot happen: positions come from
-    /// pushes; the Option only spares an index that could panic.)
-    fn entry(&mut self, id: Bytes) -> Option<&mut Listing> {
-        let position = match self.index.get(&id) {
-            Some(&position) => position,
-            None => {
-                self.index.insert(id.clone(), self.listings.len());
-                self.listings.push((id, Listing::default()));
-                self.listings.len() - 1
-            }
-        };
-        self.listings.get_mut(position).map(|(_, listing)| listing)
-    }
-
-    /// Queues a key of the keyspace when it is one of the installation's value sets, or
-    /// records the id when it is one of its meeting hashes.
-    fn classify(&mut self, key: Bytes) {
-        let installation = self.installation.as_slice();
-        for (index, field) in self.schema.filter_fields.iter().enumerate() {
-            let known = |slot| match slot {
-                Placeholder::Installation => installation,
-                Placeholder::Field => field.as_slice(),
-                _ => b"",
-            };
-            if let Some(value) = self.keys.filter.capture(&key, Placeholder::Value, known) {
-                self.pending.push((key, Source::ValueSet(index, value)));
-                return;
-            }
-        }
-        if self.keys.meeting.has(Placeholder::Installation) {
-            let known = |slot| match slot {
-                Placeholder::Installation => installation,
-                _ => b"",
-            };
-            if let Some(id) = self.keys.meeting.capture(&key, Placeholder::Id, known) {
-                self.entry(id);
-            }
-        }
-    }
-
-    fn record(&mut self, member: Bytes, source: &Source) {
-        match source {
-            Source::MeetingsSet => {
-                if let Some(listing) = self.entry(member) {
-                    listing.in_meetings_set = true;
-                }
-            }
-            Source::ValueSet(index, value) => {
-                if let Some(listing) = self.entry(member) {
-                    listing.listed.push((*index, value.clone()));
-                }
-            }
-            Source::SortIndex => {
-                let installation = self.installation.as_slice();
-                let known = |slot| match slot {
-                    Placeholder::Installation => installation,
-                    _ => b"",
+                self.phase = if more {
+                    Phase::Discover(cursor)
+                } else {
+                    Phase::Members {
+                        source: 0,
+                        cursor: ScanCursor::new()?,
+                    }
                 };
-                if let Some(id) = self
-                    .keys
-                    .sort_member
-                    .capture(&member, Placeholder::Id, known)
-                {
-                    self.entry(id);
+                Ok(Some(Vec::new()))
+            }
+            Phase::Members { source, cursor } => {
+                let mut members = Vec::new();
+                let key = ReadKey::open(ctx, &self.source_key(source))?;
+                key.expect(if source < self.sets.len() {
+                    KeyKind::Set
+                } else {
+                    KeyKind::SortedSet
+                })?;
+                let mut more = true;
+                while more && members.len() < BATCH && Instant::now() < deadline {
+                    more = key.scan_step(&cursor, &mut members)?;
                 }
+                drop(key);
+                self.phase = if more {
+                    Phase::Members { source, cursor }
+                } else if source + 1 < self.sets.len() + self.sort_fields.len() {
+                    Phase::Members {
+                        source: source + 1,
+                        cursor: ScanCursor::new()?,
+                    }
+                } else if self.keys.meeting.has(Placeholder::Installation) {
+                    Phase::Hashes(ScanCursor::new()?)
+                } else {
+                    Phase::Done
+                };
+                let ids = if source < self.sets.len() {
+                    members
+                } else {
+                    members
+                        .iter()
+                        .filter_map(|member| self.member_id(member))
+                        .collect()
+                };
+                self.listings(store, ids, source).map(Some)
+            }
+            Phase::Hashes(cursor) => {
+                let mut names = Vec::new();
+                let mut more = true;
+                while more && names.len() < BATCH && Instant::now() < deadline {
+                    more = scan_keyspace_step(ctx, &cursor, &mut names)?;
+                }
+                if more {
+                    self.phase = Phase::Hashes(cursor);
+                }
+                let ids = names.iter().filter_map(|name| self.hash_id(name)).collect();
+                let every_source = self.sets.len() + self.sort_fields.len();
+                self.listings(store, ids, every_source).map(Some)
             }
         }
+    }
+
+    /// The listing of each id that no source before `source` lists.
+    fn listings(
+        &self,
+        store: &KeyspaceStore<'_>,
+        mut ids: Vec<Bytes>,
+        source: usize,
+    ) -> Result<Vec<(Bytes, Listing)>, CrmError> {
+        ids.sort_unstable();
+        ids.dedup();
+        let installation = self.installation.as_slice();
+        // Drop ids an earlier sort ZSET lists: they were handed out with it.
+        for (index, field) in self.sort_fields.iter().enumerate() {
+            if self.sets.len() + index >= source || ids.is_empty() {
+                break;
+            }
+            let scores = store.sort_scores(installation, field, &ids)?;
+            let mut scores = scores.into_iter();
+            ids.retain(|_| scores.next().flatten().is_none());
+        }
+        let mut listings: Vec<(Bytes, Listing)> =
+            ids.into_iter().map(|id| (id, Listing::default())).collect();
+        for (index, set) in self.sets.iter().enumerate() {
+            if listings.is_empty() {
+                break;
+            }
+            let ids: Vec<Bytes> = listings.iter().map(|(id, _)| id.clone()).collect();
+            let found = if index == source {
+                vec![true; ids.len()]
+            } else {
+                store.set_contains_each(self.set_ref(set), &ids)?
+            };
+            let mut keep = Vec::with_capacity(listings.len());
+            for ((id, mut listing), member) in listings.into_iter().zip(found) {
+                if member && index < source {
+                    continue; // handed out with an earlier set
+                }
+                if member {
+                    match set {
+                        Set::Meetings => listing.in_meetings_set = true,
+                        Set::Value(field, value) => listing.listed.push((*field, value.clone())),
+                    }
+                }
+                keep.push((id, listing));
+            }
+            listings = keep;
+        }
+        Ok(listings)
+    }
+
+    fn set_ref<'s>(&'s self, set: &'s Set) -> SetRef<'s> {
+        match set {
+            Set::Meetings => SetRef::Meetings {
+                installation: &self.installation,
+            },
+            Set::Value(field, value) => SetRef::Filter {
+                installation: &self.installation,
+                field: self
+                    .schema
+                    .filter_fields
+                    .get(*field)
+                    .map_or(&[][..], Vec::as_slice),
+                value,
+            },
+        }
+    }
+
+    /// The key of source `source`: a set, or a per-installation sort ZSET.
+    fn source_key(&self, source: usize) -> Bytes {
+        let installation = self.installation.as_slice();
+        if let Some(set) = self.sets.get(source) {
+            let set = self.set_ref(set);
+            return match set {
+                SetRef::Meetings { .. } => self.keys.meetings.render(|_| installation),
+                SetRef::Filter { field, value, .. } => self.keys.filter.render(|slot| match slot {
+                    Placeholder::Field => field,
+                    Placeholder::Value => value,
+                    _ => installation,
+                }),
+                SetRef::VisibleClients { .. } => Vec::new(),
+            };
+        }
+        let field = source
+            .checked_sub(self.sets.len())
+            .and_then(|index| self.sort_fields.get(index))
+            .map_or(&[][..], Vec::as_slice);
+        self.keys.sort.render(|slot| match slot {
+            Placeholder::Field => field,
+            _ => installation,
+        })
+    }
+
+    /// The value set a key of the keyspace is, if it is one of this installation's.
+    fn value_set(&self, key: &[u8]) -> Option<Set> {
+        let installation = self.installation.as_slice();
+        self.schema
+            .filter_fields
+            .iter()
+            .enumerate()
+            .find_map(|(index, field)| {
+                let known = |slot| match slot {
+                    Placeholder::Field => field.as_slice(),
+                    _ => installation,
+                };
+                let value = self.keys.filter.capture(key, Placeholder::Value, known)?;
+                Some(Set::Value(index, value))
+            })
+    }
+
+    fn member_id(&self, member: &[u8]) -> Option<Bytes> {
+        let installation = self.installation.as_slice();
+        self.keys
+            .sort_member
+            .capture(member, Placeholder::Id, |_| installation)
+    }
+
+    fn hash_id(&self, key: &[u8]) -> Option<Bytes> {
+        let installation = self.installation.as_slice();
+        self.keys
+            .meeting
+            .capture(key, Placeholder::Id, |_| installation)
     }
 }
