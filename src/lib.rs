@@ -12,7 +12,7 @@ pub mod store;
 mod module {
     use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
-    use crate::command::{self, audit, meeting_write, meetings};
+    use crate::command::{self, audit, info, meeting_write, meetings};
     use crate::config;
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -37,6 +37,13 @@ mod module {
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
         command::install_panic_hook();
+        let with_crm_category = info::add_acl_category(ctx);
+        for command in &info::ALL {
+            if let Err(reason) = info::describe(ctx, command, with_crm_category) {
+                ctx.log_warning(&format!("crm-meetings: {reason}"));
+                return Status::Err;
+            }
+        }
         match config::register(ctx, args) {
             Ok(()) => Status::Ok,
             Err(reason) => {
@@ -53,11 +60,11 @@ mod module {
         data_types: [],
         init: init,
         commands: [
-            [meetings::NAME, crm_meetings, "readonly", 0, 0, 0, ""],
-            [meeting_write::SET_NAME, crm_meeting_set, "write deny-oom", 0, 0, 0, ""],
-            [meeting_write::DEL_NAME, crm_meeting_del, "write", 0, 0, 0, ""],
-            [audit::CHECK_NAME, crm_check, "readonly", 0, 0, 0, ""],
-            [audit::REPAIR_NAME, crm_repair, "write deny-oom", 0, 0, 0, ""],
+            [info::MEETINGS.name, crm_meetings, info::MEETINGS.flags, 0, 0, 0, ""],
+            [info::MEETING_SET.name, crm_meeting_set, info::MEETING_SET.flags, 0, 0, 0, ""],
+            [info::MEETING_DEL.name, crm_meeting_del, info::MEETING_DEL.flags, 0, 0, 0, ""],
+            [info::CHECK.name, crm_check, info::CHECK.flags, 0, 0, 0, ""],
+            [info::REPAIR.name, crm_repair, info::REPAIR.flags, 0, 0, 0, ""],
         ],
     }
 }

@@ -13,6 +13,7 @@ use redis_module::{
     BlockedClient, Context, ContextFlags, RedisError, RedisValue, ThreadSafeContext,
 };
 
+use super::info;
 use crate::config;
 use crate::core::audit::{examine, DriftKind, MeetingState};
 use crate::core::query::Bytes;
@@ -23,9 +24,6 @@ use crate::store::installation_scan::{InstallationScan, Listing};
 use crate::store::keys::KeyTemplates;
 use crate::store::keyspace::KeyspaceStore;
 use crate::store::redis_key::{select_db, selected_db};
-
-pub const CHECK_NAME: &str = "crm.check";
-pub const REPAIR_NAME: &str = "crm.repair";
 
 /// How long one step holds the server, give or take one unit of work (one hash bucket of
 /// the keyspace or of a set, or one meeting).
@@ -62,7 +60,7 @@ pub fn check(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
         }
         _ => {
             return Err(CrmError::WrongArity {
-                command: CHECK_NAME,
+                command: info::CHECK.name,
             })
         }
     };
@@ -72,7 +70,7 @@ pub fn check(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
 pub fn repair(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let [installation] = args else {
         return Err(CrmError::WrongArity {
-            command: REPAIR_NAME,
+            command: info::REPAIR.name,
         });
     };
     start(ctx, Mode::Repair, installation, DEFAULT_EXAMPLES)

@@ -8,9 +8,6 @@ use crate::core::write::{delete_meeting, parse_meeting_del, parse_meeting_set, s
 use crate::error::CrmError;
 use crate::store::keyspace::KeyspaceStore;
 
-pub const SET_NAME: &str = "crm.meeting.set";
-pub const DEL_NAME: &str = "crm.meeting.del";
-
 pub fn meeting_set(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let write = parse_meeting_set(args)?;
     let store = KeyspaceStore::new(ctx, config::key_templates()?);

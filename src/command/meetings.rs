@@ -9,8 +9,6 @@ use crate::core::{execute, parse_query, Page};
 use crate::error::CrmError;
 use crate::store::keyspace::KeyspaceStore;
 
-pub const NAME: &str = "crm.meetings";
-
 pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let query = parse_query(args, config::max_page())?;
     let store = KeyspaceStore::new(ctx, config::key_templates()?);

@@ -2,6 +2,7 @@
 //! conversion of [`CrmError`] into error replies. One file per command beside this one.
 
 pub mod audit;
+pub mod info;
 pub mod meeting_write;
 pub mod meetings;
 
