@@ -29,6 +29,10 @@ pub enum CrmError {
     BadArgument(String),
     /// A key the query reads holds another type than the schema says.
     WrongType { key: Vec<u8>, expected: KeyKind },
+    /// The calling user may not read or write this key (ACL).
+    NoPermission { key: Vec<u8> },
+    /// In cluster mode, a derived key is not in the slot the command was routed by.
+    CrossSlot(String),
     /// A bug caught at the edge (a panic, an impossible state); never caused by input.
     Internal(String),
 }
@@ -46,6 +50,12 @@ impl fmt::Display for CrmError {
                 printable(key),
                 expected.name()
             ),
+            CrmError::NoPermission { key } => write!(
+                f,
+                "NOPERM this user has no permissions to access the '{}' key",
+                printable(key)
+            ),
+            CrmError::CrossSlot(message) => write!(f, "CROSSSLOT {message}"),
             CrmError::Internal(message) => write!(f, "ERR internal error: {message}"),
         }
     }

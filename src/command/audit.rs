@@ -17,9 +17,10 @@ use super::info;
 use crate::config;
 use crate::core::audit::{examine, DriftKind, MeetingState};
 use crate::core::query::Bytes;
-use crate::core::store::{MeetingStore, MeetingWriter};
+use crate::core::store::{MeetingStore, MeetingWriter, SetRef};
 use crate::core::write::Schema;
 use crate::error::{printable, CrmError};
+use crate::store::access::{caller, KeyGuard, Need};
 use crate::store::installation_scan::{InstallationScan, Listing};
 use crate::store::keys::KeyTemplates;
 use crate::store::keyspace::KeyspaceStore;
@@ -84,12 +85,19 @@ fn start(
 ) -> Result<RedisValue, CrmError> {
     let keys = config::key_templates()?;
     let schema = config::schema()?;
+    if mode == Mode::Repair {
+        // A repair writes: refuse it up front to a user who may not write the
+        // installation, even when there turns out to be nothing to mend.
+        let store = KeyspaceStore::new(ctx, keys.clone(), KeyGuard::for_caller(ctx, installation)?);
+        store.check_set(SetRef::Meetings { installation }, Need::Write)?;
+    }
     let scan = InstallationScan::new(installation.to_vec(), keys.clone(), schema.clone())?;
     let mut job = AuditJob {
         mode,
         db: selected_db(ctx)?,
         keys,
         schema,
+        user: caller(ctx),
         scan,
         pending: VecDeque::new(),
         installation: installation.to_vec(),
@@ -133,6 +141,8 @@ struct AuditJob {
     keys: KeyTemplates,
     schema: Schema,
     installation: Bytes,
+    /// The user who started the job: its steps run with this user's key permissions.
+    user: Option<Bytes>,
     scan: InstallationScan,
     /// Ids handed out by the scan and not examined yet.
     pending: VecDeque<(Bytes, Listing)>,
@@ -153,7 +163,8 @@ impl AuditJob {
     }
 
     fn work(&mut self, ctx: &Context, deadline: Instant) -> Result<bool, CrmError> {
-        let store = KeyspaceStore::new(ctx, self.keys.clone());
+        let guard = KeyGuard::new(ctx, self.user.as_deref(), &self.installation)?;
+        let store = KeyspaceStore::new(ctx, self.keys.clone(), guard);
         loop {
             if self.pending.is_empty() {
                 match self.scan.next_batch(ctx, &store, deadline)? {

@@ -140,7 +140,8 @@ pub const MEETING_DEL: CommandInfo = CommandInfo {
     flags: "write",
     arity: 3,
     writes: true,
-    summary: "Deletes a meeting and removes it from its filter sets, sort indexes and installation set",
+    summary:
+        "Deletes a meeting and removes it from its filter sets, sort indexes and installation set",
     complexity: "O(F) where F is the number of indexed fields",
     since: "0.1.0",
     args: &[INSTALLATION, ID],
@@ -198,9 +199,8 @@ pub fn describe(ctx: &Context, info: &CommandInfo, with_crm_category: bool) -> R
     let mut strings = Strings::default();
     let name = strings.text(info.name);
     // SAFETY: the function table is loaded; the name is a live C string.
-    let command = unsafe {
-        raw::RedisModule_GetCommand.ok_or_else(|| failure("command"))?(ctx.ctx, name)
-    };
+    let command =
+        unsafe { raw::RedisModule_GetCommand.ok_or_else(|| failure("command"))?(ctx.ctx, name) };
     if command.is_null() {
         return Err(failure("command"));
     }

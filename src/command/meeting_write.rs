@@ -6,18 +6,21 @@ use redis_module::{Context, RedisValue};
 use crate::config;
 use crate::core::write::{delete_meeting, parse_meeting_del, parse_meeting_set, set_meeting};
 use crate::error::CrmError;
+use crate::store::access::KeyGuard;
 use crate::store::keyspace::KeyspaceStore;
 
 pub fn meeting_set(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let write = parse_meeting_set(args)?;
-    let store = KeyspaceStore::new(ctx, config::key_templates()?);
+    let guard = KeyGuard::for_caller(ctx, &write.installation)?;
+    let store = KeyspaceStore::new(ctx, config::key_templates()?, guard);
     let created = set_meeting(&store, &write, &config::schema()?)?;
     Ok(RedisValue::Integer(i64::from(created)))
 }
 
 pub fn meeting_del(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let (installation, id) = parse_meeting_del(args)?;
-    let store = KeyspaceStore::new(ctx, config::key_templates()?);
+    let guard = KeyGuard::for_caller(ctx, &installation)?;
+    let store = KeyspaceStore::new(ctx, config::key_templates()?, guard);
     let deleted = delete_meeting(&store, &installation, &id, &config::schema()?)?;
     Ok(RedisValue::Integer(i64::from(deleted)))
 }

@@ -7,11 +7,13 @@ use redis_module::{Context, RedisValue};
 use crate::config;
 use crate::core::{execute, parse_query, Page};
 use crate::error::CrmError;
+use crate::store::access::KeyGuard;
 use crate::store::keyspace::KeyspaceStore;
 
 pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let query = parse_query(args, config::max_page())?;
-    let store = KeyspaceStore::new(ctx, config::key_templates()?);
+    let guard = KeyGuard::for_caller(ctx, &query.installation)?;
+    let store = KeyspaceStore::new(ctx, config::key_templates()?, guard);
     Ok(reply(execute(&store, &query)?))
 }
 

@@ -203,10 +203,11 @@ pub fn plan_set(
 }
 
 /// The effects of a DEL: out of the value sets its hash names, out of every sort index
-/// and the installation's set, then the hash itself. Nothing when there is no hash.
+/// and the installation's set, then the hash itself. Without a hash only the (no-op)
+/// delete of the hash remains, so that the caller's write permission is still checked.
 pub fn plan_delete(stored: Option<&[(Bytes, Option<Bytes>)]>, schema: &Schema) -> Vec<Effect> {
     let Some(stored) = stored else {
-        return Vec::new();
+        return vec![Effect::DeleteHash];
     };
     let mut effects = Vec::new();
     for (field, value) in stored {
@@ -433,6 +434,6 @@ mod tests {
                 Effect::DeleteHash,
             ]
         );
-        assert!(plan_delete(None, &schema()).is_empty());
+        assert_eq!(plan_delete(None, &schema()), vec![Effect::DeleteHash]);
     }
 }

@@ -11,7 +11,7 @@ use redis_module::Context;
 
 use super::keys::{KeyTemplates, Placeholder};
 use super::keyspace::KeyspaceStore;
-use super::redis_key::{scan_keyspace_step, ReadKey, ScanCursor};
+use super::redis_key::{scan_keyspace_step, ScanCursor};
 use crate::core::query::Bytes;
 use crate::core::store::{MeetingStore, SetRef};
 use crate::core::write::Schema;
@@ -116,7 +116,12 @@ impl InstallationScan {
             }
             Phase::Members { source, cursor } => {
                 let mut members = Vec::new();
-                let key = ReadKey::open(ctx, &self.source_key(source))?;
+                let setting = match self.sets.get(source) {
+                    Some(Set::Meetings) => "meetings-key",
+                    Some(Set::Value(..)) => "filter-key",
+                    None => "sort-key",
+                };
+                let key = store.open(&self.source_key(source), setting)?;
                 key.expect(if source < self.sets.len() {
                     KeyKind::Set
                 } else {

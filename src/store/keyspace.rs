@@ -3,6 +3,7 @@
 
 use redis_module::{CallOptionsBuilder, CallResult, Context, RedisValue};
 
+use super::access::{KeyGuard, Need};
 use super::keys::{KeyTemplates, Placeholder};
 use super::redis_key::{ModuleString, ReadKey};
 use crate::core::query::Bytes;
@@ -13,14 +14,48 @@ use crate::error::{CrmError, KeyKind};
 pub struct KeyspaceStore<'a> {
     ctx: &'a Context,
     keys: KeyTemplates,
+    guard: KeyGuard,
 }
 
+/// The settings keys come from, named in cross-slot errors.
+const FILTER_KEY: &str = "filter-key";
+const MEETINGS_KEY: &str = "meetings-key";
+const CLIENTS_KEY: &str = "clients-key";
+const MEETING_KEY: &str = "meeting-key";
+const SORT_KEY: &str = "sort-key";
+
 impl<'a> KeyspaceStore<'a> {
-    pub fn new(ctx: &'a Context, keys: KeyTemplates) -> Self {
-        KeyspaceStore { ctx, keys }
+    pub fn new(ctx: &'a Context, keys: KeyTemplates, guard: KeyGuard) -> Self {
+        KeyspaceStore { ctx, keys, guard }
     }
 
-    fn set_key(&self, set: SetRef<'_>) -> Bytes {
+    /// Opens a derived key for reading, once the guard allows it.
+    pub fn open(&self, name: &[u8], setting: &str) -> Result<ReadKey, CrmError> {
+        let key_name = ModuleString::new(name)?;
+        self.guard.check(name, &key_name, setting, Need::Read)?;
+        ReadKey::open(self.ctx, &key_name, name)
+    }
+
+    /// Fails unless the caller may `need` the set (and, in cluster mode, it is in the slot).
+    pub fn check_set(&self, set: SetRef<'_>, need: Need) -> Result<(), CrmError> {
+        let key = self.set_key(set);
+        self.guard.check(
+            &key,
+            &ModuleString::new(&key)?,
+            Self::set_setting(set),
+            need,
+        )
+    }
+
+    fn set_setting(set: SetRef<'_>) -> &'static str {
+        match set {
+            SetRef::Filter { .. } => FILTER_KEY,
+            SetRef::Meetings { .. } => MEETINGS_KEY,
+            SetRef::VisibleClients { .. } => CLIENTS_KEY,
+        }
+    }
+
+    pub fn set_key(&self, set: SetRef<'_>) -> Bytes {
         match set {
             SetRef::Filter {
                 installation,
@@ -47,12 +82,12 @@ impl<'a> KeyspaceStore<'a> {
     }
 
     fn open_set(&self, set: SetRef<'_>) -> Result<ReadKey, CrmError> {
-        let key = ReadKey::open(self.ctx, &self.set_key(set))?;
+        let key = self.open(&self.set_key(set), Self::set_setting(set))?;
         key.expect(KeyKind::Set)?;
         Ok(key)
     }
 
-    fn sort_key(&self, installation: &[u8], field: &[u8]) -> Bytes {
+    pub fn sort_key(&self, installation: &[u8], field: &[u8]) -> Bytes {
         self.keys.sort.render(|slot| match slot {
             Placeholder::Installation => installation,
             Placeholder::Field => field,
@@ -94,7 +129,7 @@ impl<'a> KeyspaceStore<'a> {
         let mut name = Vec::new();
         for id in ids {
             self.meeting_key(installation, id, &mut name);
-            let key = ReadKey::open(self.ctx, &name)?;
+            let key = self.open(&name, MEETING_KEY)?;
             rows.push(if key.expect(KeyKind::Hash)? {
                 let values = fields
                     .iter()
@@ -123,6 +158,8 @@ impl MeetingStore for KeyspaceStore<'_> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // Checked like any read: SMISMEMBER runs as the module, not as the caller.
+        self.check_set(set, Need::Read)?;
         let key = self.set_key(set);
         let mut args: Vec<&[u8]> = Vec::with_capacity(ids.len() + 1);
         args.push(&key);
@@ -140,7 +177,8 @@ impl MeetingStore for KeyspaceStore<'_> {
     }
 
     fn has_sort_index(&self, installation: &[u8], field: &[u8]) -> Result<bool, CrmError> {
-        ReadKey::open(self.ctx, &self.sort_key(installation, field))?.expect(KeyKind::SortedSet)
+        self.open(&self.sort_key(installation, field), SORT_KEY)?
+            .expect(KeyKind::SortedSet)
     }
 
     fn sort_scores(
@@ -149,7 +187,7 @@ impl MeetingStore for KeyspaceStore<'_> {
         field: &[u8],
         ids: &[Bytes],
     ) -> Result<Vec<Option<f64>>, CrmError> {
-        let key = ReadKey::open(self.ctx, &self.sort_key(installation, field))?;
+        let key = self.open(&self.sort_key(installation, field), SORT_KEY)?;
         if !key.expect(KeyKind::SortedSet)? {
             return Ok(vec![None; ids.len()]);
         }
@@ -260,9 +298,18 @@ impl MeetingWriter for KeyspaceStore<'_> {
                 }
             });
         }
-        for (_, kind, args) in &commands {
+        // Every key is checked (permission, slot, type) before the first write.
+        for (command, kind, args) in &commands {
             if let Some(key) = args.first() {
-                ReadKey::open(self.ctx, key)?.expect(*kind)?;
+                let setting = match (kind, *command) {
+                    (KeyKind::Hash, _) => MEETING_KEY,
+                    (KeyKind::SortedSet, _) => SORT_KEY,
+                    (KeyKind::Set, _) if *key == meetings_set => MEETINGS_KEY,
+                    (KeyKind::Set, _) => FILTER_KEY,
+                };
+                let key_name = ModuleString::new(key)?;
+                self.guard.check(key, &key_name, setting, Need::Write)?;
+                ReadKey::open(self.ctx, &key_name, key)?.expect(*kind)?;
             }
         }
         for (command, _, args) in &commands {

@@ -1,6 +1,7 @@
 //! Redis-facing storage: key templates, a safe wrapper over the key API, and the keyspace
 //! implementation of the core's store trait.
 
+pub mod access;
 pub mod installation_scan;
 pub mod keys;
 pub mod keyspace;

@@ -37,6 +37,15 @@ impl ModuleString {
         Ok(ModuleString(inner))
     }
 
+    /// Takes ownership of a string the server handed over.
+    pub fn adopt(inner: *mut raw::RedisModuleString) -> Self {
+        ModuleString(inner)
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        copy_bytes(self.0)
+    }
+
     pub fn as_ptr(&self) -> *mut raw::RedisModuleString {
         self.0
     }
@@ -120,9 +129,9 @@ pub struct ReadKey {
 }
 
 impl ReadKey {
-    pub fn open(ctx: &Context, name: &[u8]) -> Result<Self, CrmError> {
+    /// Opens `key_name`, whose bytes are `name` (kept for error messages).
+    pub fn open(ctx: &Context, key_name: &ModuleString, name: &[u8]) -> Result<Self, CrmError> {
         let open_key = api!(RedisModule_OpenKey);
-        let key_name = ModuleString::new(name)?;
         // SAFETY: valid context and key name; READ mode returns NULL for a missing key.
         let handle =
             unsafe { open_key(ctx.ctx, key_name.as_ptr(), raw::REDISMODULE_READ as c_int) };

@@ -313,3 +313,19 @@ fn split_command_line(line: &str) -> Vec<String> {
     }
     words
 }
+
+/// Key templates with the installation as a hash tag: one slot per installation.
+pub const TAGGED_TEMPLATES: [&str; 12] = [
+    "filter-key",
+    "{<installation>}:meeting_<field>:<value>",
+    "meetings-key",
+    "{<installation>}:meetings",
+    "clients-key",
+    "{<installation>}:clients_for_user:<user>",
+    "meeting-key",
+    "{<installation>}:meeting:<id>",
+    "sort-key",
+    "{<installation>}:meeting_<field>",
+    "sort-member",
+    "<id>",
+];
