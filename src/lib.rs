@@ -16,23 +16,27 @@ mod module {
     use crate::config;
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, meetings::meetings)
+        command::run_guarded(ctx, &args, &info::MEETINGS, meetings::meetings)
     }
 
     fn crm_meeting_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, meeting_write::meeting_set)
+        command::run_guarded(ctx, &args, &info::MEETING_SET, meeting_write::meeting_set)
     }
 
     fn crm_meeting_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, meeting_write::meeting_del)
+        command::run_guarded(ctx, &args, &info::MEETING_DEL, meeting_write::meeting_del)
     }
 
     fn crm_check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, audit::check)
+        command::run_guarded(ctx, &args, &info::CHECK, audit::check)
     }
 
     fn crm_repair(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, audit::repair)
+        command::run_guarded(ctx, &args, &info::REPAIR, audit::repair)
+    }
+
+    fn crm_explain(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, &info::EXPLAIN, meetings::explain)
     }
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
@@ -43,6 +47,10 @@ mod module {
                 ctx.log_warning(&format!("crm-meetings: {reason}"));
                 return Status::Err;
             }
+        }
+        if let Err(reason) = command::stats::register(ctx) {
+            ctx.log_warning(&format!("crm-meetings: {reason}"));
+            return Status::Err;
         }
         match config::register(ctx, args) {
             Ok(()) => Status::Ok,
@@ -65,6 +73,7 @@ mod module {
             [info::MEETING_DEL.name, crm_meeting_del, info::MEETING_DEL.flags, 0, 0, 0, ""],
             [info::CHECK.name, crm_check, info::CHECK.flags, 0, 0, 0, ""],
             [info::REPAIR.name, crm_repair, info::REPAIR.flags, 0, 0, 0, ""],
+            [info::EXPLAIN.name, crm_explain, info::EXPLAIN.flags, 0, 0, 0, ""],
         ],
     }
 }

@@ -93,29 +93,63 @@ pub const MEETINGS: CommandInfo = CommandInfo {
     summary: "Returns the total and one page of the meetings a user may see, filtered and sorted",
     complexity: "O(C + M) where C is the size of the FILTER sets read and M the number of candidate meetings, plus O(M log(offset+count)) to cut the page",
     since: "0.1.0",
-    args: &[
-        INSTALLATION,
-        Arg::new("user", ArgKind::Text),
-        Arg::new("filter", ArgKind::Block)
-            .token("FILTER")
-            .optional()
-            .multiple()
-            .of(&[Arg::new("field", ArgKind::Text), Arg::new("value", ArgKind::Text)]),
-        Arg::new("sortby", ArgKind::Block)
-            .token("SORTBY")
-            .optional()
-            .of(&[
-                Arg::new("field", ArgKind::Text),
-                Arg::new("order", ArgKind::OneOf).optional().of(&[
-                    Arg::new("asc", ArgKind::PureToken).token("ASC"),
-                    Arg::new("desc", ArgKind::PureToken).token("DESC"),
-                ]),
+    args: QUERY_ARGS,
+};
+
+/// The arguments of CRM.MEETINGS and CRM.EXPLAIN.
+const QUERY_ARGS: &[Arg] = &[
+    INSTALLATION,
+    Arg::new("user", ArgKind::Text),
+    Arg::new("filter", ArgKind::Block)
+        .token("FILTER")
+        .optional()
+        .multiple()
+        .of(&[
+            Arg::new("field", ArgKind::Text),
+            Arg::new("value", ArgKind::Text),
+        ]),
+    Arg::new("sortby", ArgKind::Block)
+        .token("SORTBY")
+        .optional()
+        .of(&[
+            Arg::new("field", ArgKind::Text),
+            Arg::new("order", ArgKind::OneOf).optional().of(&[
+                Arg::new("asc", ArgKind::PureToken).token("ASC"),
+                Arg::new("desc", ArgKind::PureToken).token("DESC"),
             ]),
-        Arg::new("limit", ArgKind::Block)
-            .token("LIMIT")
-            .optional()
-            .of(&[Arg::new("offset", ArgKind::Integer), Arg::new("count", ArgKind::Integer)]),
-    ],
+        ]),
+    Arg::new("limit", ArgKind::Block)
+        .token("LIMIT")
+        .optional()
+        .of(&[
+            Arg::new("offset", ArgKind::Integer),
+            Arg::new("count", ArgKind::Integer),
+        ]),
+    Arg::new("return", ArgKind::Block)
+        .token("RETURN")
+        .optional()
+        .of(&[
+            Arg::new("count", ArgKind::Integer),
+            Arg::new("field", ArgKind::Text).multiple(),
+        ]),
+    Arg::new("format", ArgKind::OneOf)
+        .token("FORMAT")
+        .optional()
+        .of(&[
+            Arg::new("json", ArgKind::PureToken).token("JSON"),
+            Arg::new("resp", ArgKind::PureToken).token("RESP"),
+        ]),
+];
+
+pub const EXPLAIN: CommandInfo = CommandInfo {
+    name: "crm.explain",
+    flags: "readonly",
+    arity: -3,
+    writes: false,
+    summary: "Runs a CRM.MEETINGS query and returns its plan: each step with its estimated and actual rows and its time",
+    complexity: "The same as CRM.MEETINGS",
+    since: "0.1.0",
+    args: QUERY_ARGS,
 };
 
 pub const MEETING_SET: CommandInfo = CommandInfo {
@@ -172,7 +206,7 @@ pub const REPAIR: CommandInfo = CommandInfo {
     args: &[INSTALLATION],
 };
 
-pub const ALL: [CommandInfo; 5] = [MEETINGS, MEETING_SET, MEETING_DEL, CHECK, REPAIR];
+pub const ALL: [CommandInfo; 6] = [MEETINGS, EXPLAIN, MEETING_SET, MEETING_DEL, CHECK, REPAIR];
 
 /// The module's own ACL category, where the server has `RedisModule_AddACLCategory`.
 pub const ACL_CATEGORY: &str = "crm";

@@ -5,8 +5,10 @@ pub mod audit;
 pub mod info;
 pub mod meeting_write;
 pub mod meetings;
+pub mod stats;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
@@ -17,15 +19,26 @@ pub type Handler = fn(&Context, &[&[u8]]) -> Result<RedisValue, CrmError>;
 
 /// Runs a handler so that nothing it does can take the server down: a panic (a bug) is
 /// caught here, logged by the panic hook with its location, and answered with an error.
-pub fn run_guarded(ctx: &Context, args: &[RedisString], handler: Handler) -> RedisResult {
+/// Each call is counted in the INFO section.
+pub fn run_guarded(
+    ctx: &Context,
+    args: &[RedisString],
+    command: &info::CommandInfo,
+    handler: Handler,
+) -> RedisResult {
+    let started = Instant::now();
     let args: Vec<&[u8]> = args.iter().skip(1).map(RedisString::as_slice).collect();
     let outcome = catch_unwind(AssertUnwindSafe(|| handler(ctx, &args)));
-    let error = match outcome {
-        Ok(Ok(reply)) => return Ok(reply),
-        Ok(Err(error)) => error,
-        Err(_) => CrmError::Internal("the command failed; see the server log".to_string()),
+    let result = match outcome {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(CrmError::Internal(
+            "the command failed; see the server log".to_string(),
+        )),
     };
-    Err(RedisError::String(error.to_string()))
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    stats::record(command.name, micros, result.is_err());
+    result.map_err(|error| RedisError::String(error.to_string()))
 }
 
 /// Logs every panic with its location before `run_guarded` turns it into a reply.

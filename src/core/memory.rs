@@ -114,13 +114,20 @@ impl MeetingStore for MemoryStore {
             .collect())
     }
 
-    fn details(&self, _installation: &[u8], ids: &[Bytes]) -> Result<Vec<Option<Bytes>>, CrmError> {
+    fn fields(
+        &self,
+        _installation: &[u8],
+        ids: &[Bytes],
+        fields: &[&[u8]],
+    ) -> Result<Vec<Vec<Option<Bytes>>>, CrmError> {
         Ok(ids
             .iter()
             .map(|id| {
-                self.meetings
-                    .get(id)
-                    .and_then(|hash| hash.get(b"details".as_slice()).cloned())
+                let hash = self.meetings.get(id);
+                fields
+                    .iter()
+                    .map(|field| hash.and_then(|hash| hash.get(*field).cloned()))
+                    .collect()
             })
             .collect())
     }

@@ -13,7 +13,7 @@ pub mod store;
 pub mod time;
 pub mod write;
 
-pub use execute::{execute, Page};
+pub use execute::{execute, execute_traced, Page, Trace};
 pub use query::{parse_query, Query};
 
 #[cfg(test)]
@@ -104,8 +104,53 @@ mod tests {
         assert_eq!(page.total, 2);
         assert_eq!(
             page.meetings,
-            vec![(b"19".to_vec(), Some(b"{\"id\":19}".to_vec()))]
+            vec![(b"19".to_vec(), vec![Some(b"{\"id\":19}".to_vec())])]
         );
+    }
+
+    #[test]
+    fn return_names_the_fields_and_explain_traces_each_step() {
+        let store = seed();
+        let args: Vec<&[u8]> = vec![
+            b"10",
+            b"2",
+            b"FILTER",
+            b"type",
+            b"email",
+            b"FILTER",
+            b"status",
+            b"open",
+            b"RETURN",
+            b"2",
+            b"clientid",
+            b"nope",
+        ];
+        let query = parse_query(&args, 1000).unwrap();
+        let mut trace = Trace::default();
+        let page = execute_traced(&store, &query, &mut trace).unwrap();
+        assert_eq!(
+            page.meetings[0],
+            (b"19".to_vec(), vec![Some(b"8".to_vec()), None])
+        );
+        let steps: Vec<(&str, u64)> = trace
+            .steps
+            .iter()
+            .map(|step| (step.name, step.actual))
+            .collect();
+        // status (5 ids) is read whole, type (6 ids) filters it to 11 and 19, both visible.
+        assert_eq!(
+            steps,
+            [
+                ("plan", 2),
+                ("candidates", 5),
+                ("filter", 2),
+                ("client security", 2),
+                ("sort values", 2),
+                ("page", 2),
+                ("fields", 2)
+            ]
+        );
+        assert_eq!(trace.steps[1].estimated, 5);
     }
 
     #[test]

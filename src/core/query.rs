@@ -25,6 +25,13 @@ pub struct SortBy {
     pub direction: Direction,
 }
 
+/// How CRM.MEETINGS answers: a Redis array, or one JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Resp,
+    Json,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     pub installation: Bytes,
@@ -34,9 +41,20 @@ pub struct Query {
     pub sort: SortBy,
     pub offset: u64,
     pub count: u64,
+    pub format: Format,
+    /// RETURN: the hash fields to return instead of `details`.
+    pub returns: Option<Vec<Bytes>>,
 }
 
 impl Query {
+    /// The hash fields returned for each meeting of the page.
+    pub fn returned_fields(&self) -> Vec<&[u8]> {
+        match &self.returns {
+            Some(fields) => fields.iter().map(Vec::as_slice).collect(),
+            None => vec![DETAILS_FIELD],
+        }
+    }
+
     /// The set of clients whose meetings the querying user may see.
     pub fn visible_clients(&self) -> SetRef<'_> {
         SetRef::VisibleClients {
@@ -47,10 +65,14 @@ impl Query {
 }
 
 pub const DEFAULT_SORT_FIELD: &[u8] = b"date";
+pub const DETAILS_FIELD: &[u8] = b"details";
+/// The most fields RETURN may name.
+pub const MAX_RETURN_FIELDS: u64 = 64;
 pub const DEFAULT_COUNT: u64 = 10;
 
-/// Parses `<installation> <user> [FILTER f v]... [SORTBY f [ASC|DESC]] [LIMIT off cnt]`
-/// (the arguments after the command name). `max_page` caps LIMIT's count.
+/// Parses `<installation> <user> [FILTER f v]... [SORTBY f [ASC|DESC]] [LIMIT off cnt]
+/// [RETURN n f...] [FORMAT JSON|RESP]` (the arguments after the command name).
+/// `max_page` caps LIMIT's count.
 pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
     let (installation, user, mut rest) = match args {
         [installation, user, rest @ ..] => (installation.to_vec(), user.to_vec(), rest),
@@ -63,6 +85,8 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
     let mut filters: Vec<FilterGroup> = Vec::new();
     let mut sort: Option<SortBy> = None;
     let mut limit: Option<(u64, u64)> = None;
+    let mut format: Option<Format> = None;
+    let mut returns: Option<Vec<Bytes>> = None;
 
     while let [option, tail @ ..] = rest {
         rest = tail;
@@ -115,9 +139,50 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
                 )));
             }
             limit = Some((offset, count));
+        } else if option.eq_ignore_ascii_case(b"FORMAT") {
+            let [word, tail @ ..] = rest else {
+                return Err(bad("FORMAT needs JSON or RESP"));
+            };
+            rest = tail;
+            if format.is_some() {
+                return Err(bad("FORMAT given more than once"));
+            }
+            format = Some(if word.eq_ignore_ascii_case(b"JSON") {
+                Format::Json
+            } else if word.eq_ignore_ascii_case(b"RESP") {
+                Format::Resp
+            } else {
+                return Err(bad(&format!(
+                    "FORMAT must be JSON or RESP, got '{}'",
+                    printable(word)
+                )));
+            });
+        } else if option.eq_ignore_ascii_case(b"RETURN") {
+            let [count, tail @ ..] = rest else {
+                return Err(bad("RETURN needs a count and field names"));
+            };
+            if returns.is_some() {
+                return Err(bad("RETURN given more than once"));
+            }
+            let count = parse_non_negative(count, "RETURN count")?;
+            if count == 0 || count > MAX_RETURN_FIELDS {
+                return Err(bad(&format!(
+                    "RETURN count must be from 1 to {MAX_RETURN_FIELDS}, got {count}"
+                )));
+            }
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            let (fields, tail) = (tail.get(..count), tail.get(count..));
+            let (Some(fields), Some(tail)) = (fields, tail) else {
+                return Err(bad(&format!("RETURN needs {count} field names")));
+            };
+            if fields.iter().any(|field| field.is_empty()) {
+                return Err(bad("RETURN field names must not be empty"));
+            }
+            rest = tail;
+            returns = Some(fields.iter().map(|field| field.to_vec()).collect());
         } else {
             return Err(bad(&format!(
-                "unknown option '{}': expected FILTER, SORTBY or LIMIT",
+                "unknown option '{}': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
                 printable(option)
             )));
         }
@@ -134,6 +199,8 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
         }),
         offset,
         count,
+        format: format.unwrap_or(Format::Resp),
+        returns,
     })
 }
 
@@ -258,7 +325,7 @@ mod tests {
         );
         assert_eq!(
             message("10 1 ORDER date"),
-            "ERR unknown option 'ORDER': expected FILTER, SORTBY or LIMIT"
+            "ERR unknown option 'ORDER': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT"
         );
         assert_eq!(
             message("10 1 LIMIT 0 1 LIMIT 0 2"),
@@ -269,5 +336,34 @@ mod tests {
             "ERR SORTBY given more than once"
         );
         assert!(message("10 1 LIMIT +1 2").contains("offset"));
+        assert_eq!(
+            message("10 1 FORMAT XML"),
+            "ERR FORMAT must be JSON or RESP, got 'XML'"
+        );
+        assert_eq!(message("10 1 FORMAT"), "ERR FORMAT needs JSON or RESP");
+        assert_eq!(message("10 1 RETURN 2 a"), "ERR RETURN needs 2 field names");
+        assert_eq!(
+            message("10 1 RETURN 0"),
+            "ERR RETURN count must be from 1 to 64, got 0"
+        );
+        assert_eq!(
+            message("10 1 RETURN x a"),
+            "ERR RETURN count must be a non-negative integer, got 'x'"
+        );
+    }
+
+    #[test]
+    fn format_and_return() {
+        let query = parse("10 1 RETURN 2 subject owner LIMIT 0 5 format json").unwrap();
+        assert_eq!(query.format, Format::Json);
+        assert_eq!(
+            query.returns,
+            Some(vec![b"subject".to_vec(), b"owner".to_vec()])
+        );
+        assert_eq!(query.returned_fields(), vec![&b"subject"[..], b"owner"]);
+        assert_eq!(
+            parse("10 1").unwrap().returned_fields(),
+            vec![&b"details"[..]]
+        );
     }
 }

@@ -62,8 +62,13 @@ pub trait MeetingStore {
         sort_field: Option<&[u8]>,
     ) -> Result<Vec<Option<MeetingRow>>, CrmError>;
 
-    /// Each meeting's `details` field.
-    fn details(&self, installation: &[u8], ids: &[Bytes]) -> Result<Vec<Option<Bytes>>, CrmError>;
+    /// The values of `fields` of each meeting (all `None` where it has no hash).
+    fn fields(
+        &self,
+        installation: &[u8],
+        ids: &[Bytes],
+        fields: &[&[u8]],
+    ) -> Result<Vec<Vec<Option<Bytes>>>, CrmError>;
 }
 
 /// What the write commands need on top of reading.

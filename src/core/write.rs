@@ -3,13 +3,12 @@
 //! the store applies in one step (after checking every key it will touch).
 
 use super::order::parse_sort_value;
-use super::query::Bytes;
+use super::query::{Bytes, DETAILS_FIELD};
 use super::store::MeetingWriter;
 use super::time::parse_rfc3339;
 use crate::error::{printable, CrmError};
 
 pub const CLIENT_FIELD: &[u8] = b"clientid";
-pub const DETAILS_FIELD: &[u8] = b"details";
 
 /// Which hash fields are indexed, from `crm.filter-fields` and `crm.sort-fields`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +117,11 @@ fn arity(command: &'static str) -> CrmError {
     CrmError::WrongArity { command }
 }
 
+/// Whether `bytes` is one valid JSON document.
+pub fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
+}
+
 /// A sort field's value as a score: a plain decimal number, or an RFC 3339 date-time
 /// (as Unix seconds).
 pub fn sort_score(raw: &[u8]) -> Option<f64> {
@@ -129,7 +133,7 @@ pub fn sort_score(raw: &[u8]) -> Option<f64> {
 /// Checks what the module can check before anything is written.
 pub fn validate(write: &MeetingWrite, schema: &Schema) -> Result<(), CrmError> {
     for (field, value) in &write.fields {
-        if field == DETAILS_FIELD && serde_json::from_slice::<serde_json::Value>(value).is_err() {
+        if field == DETAILS_FIELD && !is_json(value) {
             return Err(CrmError::BadArgument(format!(
                 "details of meeting '{}' must be valid JSON",
                 printable(&write.id)

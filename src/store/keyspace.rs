@@ -8,7 +8,7 @@ use super::keys::{KeyTemplates, Placeholder};
 use super::redis_key::{ModuleString, ReadKey};
 use crate::core::query::Bytes;
 use crate::core::store::{MeetingRow, MeetingStore, MeetingWriter, SetRef};
-use crate::core::write::{Effect, CLIENT_FIELD, DETAILS_FIELD};
+use crate::core::write::{Effect, CLIENT_FIELD};
 use crate::error::{CrmError, KeyKind};
 
 pub struct KeyspaceStore<'a> {
@@ -222,11 +222,16 @@ impl MeetingStore for KeyspaceStore<'_> {
             .collect())
     }
 
-    fn details(&self, installation: &[u8], ids: &[Bytes]) -> Result<Vec<Option<Bytes>>, CrmError> {
-        let rows = self.read_meetings(installation, ids, &[DETAILS_FIELD])?;
+    fn fields(
+        &self,
+        installation: &[u8],
+        ids: &[Bytes],
+        fields: &[&[u8]],
+    ) -> Result<Vec<Vec<Option<Bytes>>>, CrmError> {
+        let rows = self.read_meetings(installation, ids, fields)?;
         Ok(rows
             .into_iter()
-            .map(|row| row.and_then(|values| values.into_iter().next().flatten()))
+            .map(|row| row.unwrap_or_else(|| vec![None; fields.len()]))
             .collect())
     }
 }
