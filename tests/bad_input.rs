@@ -50,11 +50,11 @@ fn malformed_arguments() {
         ("10", arity),
         (
             "10 1 BOGUS",
-            "ERR unknown option 'BOGUS': expected FILTER, SORTBY or LIMIT",
+            "ERR unknown option 'BOGUS': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
         ),
         (
             "10 1 LIMIT 0 10 extra",
-            "ERR unknown option 'extra': expected FILTER, SORTBY or LIMIT",
+            "ERR unknown option 'extra': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
         ),
         ("10 1 FILTER", "ERR FILTER needs a field and a value"),
         ("10 1 FILTER type", "ERR FILTER needs a field and a value"),
@@ -99,11 +99,11 @@ fn malformed_arguments() {
     assert_error(
         &mut con,
         &[b"10", b"1", b"\x00\xff\r\n"],
-        "ERR unknown option '\\x00\\xff\\x0d\\x0a': expected FILTER, SORTBY or LIMIT",
+        "ERR unknown option '\\x00\\xff\\x0d\\x0a': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
     );
     let huge = vec![b'A'; 1 << 20];
     let expected = format!(
-        "ERR unknown option '{}...(1048576 bytes)': expected FILTER, SORTBY or LIMIT",
+        "ERR unknown option '{}...(1048576 bytes)': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
         "A".repeat(64)
     );
     assert_error(&mut con, &[b"10", b"1", &huge], &expected);

@@ -212,6 +212,28 @@ fn cluster_routes_replicas_read_and_failover_keeps_answers() {
         );
     }
 
+    // The ioredis cluster client example routes by installation too.
+    let examples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    assert!(
+        examples.join("node_modules").exists(),
+        "run `make examples-deps`"
+    );
+    let output = Command::new("node")
+        .arg("ioredis_cluster.mjs")
+        .args(nodes.iter().map(|n| n.port.to_string()))
+        .current_dir(&examples)
+        .output()
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "user u1 sees 15 of 25 meetings; first: 1 2 5 6 7\n"
+    );
+
     // Kill the primary that serves installation 1; its replica takes over.
     let victim = owner_of(&nodes, "1");
     let killed_port = nodes[victim].port;

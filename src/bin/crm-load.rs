@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --bin crm-load -- --meetings 100000 [--port 6379] [--host 127.0.0.1]
-//!     [--installation 10] [--neighbours 3] [--users 200] [--seed 1] [--batch 1000]
+//!     [--installation 10] [--neighbours 3] [--users 200] [--user-prefix P] [--seed 1]
+//!     [--batch 1000]
 //! ```
 //! 5 meeting types (email 40%), status open 30% / close 70%, meetings/10 clients, users
 //! who see 1% of the clients (the first five are managers who see 50%), unique dates over
@@ -31,6 +32,7 @@ struct Options {
     installation: String,
     neighbours: u64,
     users: u64,
+    user_prefix: String,
     seed: u64,
     batch: usize,
 }
@@ -53,6 +55,7 @@ fn parse_options() -> Result<Options, String> {
         installation: "10".into(),
         neighbours: 3,
         users: 200,
+        user_prefix: String::new(),
         seed: 1,
         batch: 1000,
     };
@@ -74,10 +77,11 @@ fn parse_options() -> Result<Options, String> {
             "--installation" => options.installation = value()?,
             "--neighbours" => options.neighbours = number(value()?)?,
             "--users" => options.users = number(value()?)?.max(1),
+            "--user-prefix" => options.user_prefix = value()?,
             "--seed" => options.seed = number(value()?)?,
             "--batch" => options.batch = number(value()?)?.max(1) as usize,
             "--help" | "-h" => {
-                println!("crm-load --meetings N [--port P] [--host H] [--installation I] [--neighbours K] [--users U] [--seed S] [--batch B]");
+                println!("crm-load --meetings N [--port P] [--host H] [--installation I] [--neighbours K] [--users U] [--user-prefix P] [--seed S] [--batch B]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown flag {other} (see --help)")),
@@ -160,7 +164,7 @@ fn write_users(
         let share = if user <= MANAGERS { 2 } else { 100 };
         let count = (clients / share).max(1);
         let visible: Vec<u64> = (0..count).map(|_| 1 + rng.below(clients)).collect();
-        let key = format!("clients_for_user:{user}");
+        let key = format!("clients_for_user:{}{user}", options.user_prefix);
         pipe.cmd("DEL").arg(&key).ignore();
         for chunk in visible.chunks(10_000) {
             pipe.cmd("SADD").arg(&key).arg(chunk).ignore();
