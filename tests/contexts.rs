@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::dataset::{Dataset, Rng};
-use common::{decode, load_seed, meetings, Server};
+use common::{decode, load_seed, meetings, replicate, Server};
 use redis::Value;
 
 const SEED_QUERY: [&str; 8] = [
@@ -102,18 +102,13 @@ fn replica_answers_as_the_primary() {
     data.load(&mut con);
     load_seed(&mut con);
     let mut replica_con = replica.connect();
-    redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(primary.port)
-        .query::<()>(&mut replica_con)
-        .unwrap();
+    replicate(&mut replica_con, &primary);
     let replicas: i64 = redis::cmd("WAIT")
         .arg(1)
         .arg(10_000)
         .query(&mut con)
         .unwrap();
     assert_eq!(replicas, 1, "replica did not catch up");
-    wait_until_synced(&mut replica_con);
 
     let mut queries: Vec<Vec<String>> = (0..40)
         .map(|_| data.random_query(&mut rng).module_args())
@@ -132,16 +127,4 @@ fn replica_answers_as_the_primary() {
     }
     let answer = meetings(&mut replica_con, &SEED_QUERY);
     assert_eq!(answer.ids(), ["11", "19"]);
-}
-
-fn wait_until_synced(con: &mut redis::Connection) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let info: String = redis::cmd("INFO").arg("replication").query(con).unwrap();
-        if info.contains("master_link_status:up") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replica link not up: {info}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -9,10 +9,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::dataset::Rng;
-use common::{crm_load, decode, keyspace_state, Server};
+use common::{crm_load, decode, keyspace_state, replicate, Server};
 use redis::{Connection, Value};
 
 /// A mix of creates, updates (moves between values, new dates), deletes, raw drift and a
@@ -106,12 +104,7 @@ fn replica_holds_the_primarys_keys() {
     let replica = Server::start();
     let mut con = primary.connect();
     let mut replica_con = replica.connect();
-    redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(primary.port)
-        .query::<()>(&mut replica_con)
-        .unwrap();
-    wait_for_link(&mut replica_con);
+    replicate(&mut replica_con, &primary);
     mixed_writes(&primary, &mut con, 3);
     let acknowledged: i64 = redis::cmd("WAIT")
         .arg(1)
@@ -166,16 +159,4 @@ fn restart_from_aof_and_from_rdb() {
     assert_eq!(keyspace_state(&mut con), state);
     assert_eq!(answers(&mut con), before);
     assert_check_clean(&mut con);
-}
-
-fn wait_for_link(con: &mut Connection) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let info: String = redis::cmd("INFO").arg("replication").query(con).unwrap();
-        if info.contains("master_link_status:up") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replica link not up: {info}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

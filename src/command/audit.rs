@@ -13,7 +13,7 @@ use redis_module::{
     BlockedClient, Context, ContextFlags, RedisError, RedisValue, ThreadSafeContext,
 };
 
-use super::info;
+use super::{info, integer};
 use crate::config;
 use crate::core::audit::{examine, DriftKind, MeetingState};
 use crate::core::query::Bytes;
@@ -293,8 +293,4 @@ impl Report {
         ));
         RedisValue::Array(items)
     }
-}
-
-fn integer(value: u64) -> RedisValue {
-    RedisValue::Integer(i64::try_from(value).unwrap_or(i64::MAX))
 }

@@ -7,7 +7,7 @@
 
 use redis_module::{Context, RedisValue};
 
-use super::stats;
+use super::{integer, stats};
 use crate::config;
 use crate::core::query::{Format, DETAILS_FIELD};
 use crate::core::write::is_json;
@@ -128,8 +128,4 @@ fn json_string(bytes: &[u8]) -> String {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn integer(value: u64) -> RedisValue {
-    RedisValue::Integer(i64::try_from(value).unwrap_or(i64::MAX))
 }

@@ -41,6 +41,11 @@ pub fn run_guarded(
     result.map_err(|error| RedisError::String(error.to_string()))
 }
 
+/// A count as a Redis integer (saturating: a count never exceeds i64 in practice).
+pub fn integer(value: u64) -> RedisValue {
+    RedisValue::Integer(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
 /// Logs every panic with its location before `run_guarded` turns it into a reply.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {

@@ -9,6 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use redis_module::{raw, Context};
 
 use super::info;
+use crate::store::redis_key::copy_bytes;
 
 /// Latencies in microseconds: exact below 16, then 8 buckets per power of two, so a
 /// percentile is read to within 12.5%.
@@ -133,22 +134,10 @@ pub fn register(ctx: &Context) -> Result<(), String> {
 extern "C" fn resetstat_filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     // SAFETY: the filter context is valid during the callback; arguments are read only.
     let arg = |pos: c_int| -> Vec<u8> {
-        let Some(get) = (unsafe { raw::RedisModule_CommandFilterArgGet }) else {
-            return Vec::new();
-        };
-        let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {
-            return Vec::new();
-        };
-        let string = unsafe { get(fctx, pos) };
-        if string.is_null() {
-            return Vec::new();
+        match unsafe { raw::RedisModule_CommandFilterArgGet } {
+            Some(get) => copy_bytes(unsafe { get(fctx, pos) }),
+            None => Vec::new(),
         }
-        let mut len = 0usize;
-        let data = unsafe { ptr_len(string, &mut len) };
-        if data.is_null() {
-            return Vec::new();
-        }
-        unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec()
     };
     let count = unsafe { raw::RedisModule_CommandFilterArgsCount.map_or(0, |count| count(fctx)) };
     if count == 2

@@ -260,8 +260,10 @@ impl MeetingWriter for KeyspaceStore<'_> {
                 value,
             })
         };
-        // Each effect as the command that performs it, with the kind its key must hold.
-        let mut commands: Vec<(&str, KeyKind, Vec<Bytes>)> = Vec::with_capacity(effects.len());
+        // Each effect as the command that performs it: (command, the setting its key comes
+        // from, the kind that key must hold, the arguments, key first).
+        let mut commands: Vec<(&str, &str, KeyKind, Vec<Bytes>)> =
+            Vec::with_capacity(effects.len());
         for effect in effects {
             commands.push(match effect {
                 Effect::WriteHash(pairs) => {
@@ -269,55 +271,48 @@ impl MeetingWriter for KeyspaceStore<'_> {
                     for (field, value) in pairs {
                         args.extend([field.clone(), value.clone()]);
                     }
-                    ("HSET", KeyKind::Hash, args)
+                    ("HSET", MEETING_KEY, KeyKind::Hash, args)
                 }
-                Effect::DeleteHash => ("DEL", KeyKind::Hash, vec![meeting.clone()]),
-                Effect::AddToValueSet { field, value } => (
-                    "SADD",
-                    KeyKind::Set,
-                    vec![value_set(field, value), id.to_vec()],
-                ),
-                Effect::RemoveFromValueSet { field, value } => (
-                    "SREM",
-                    KeyKind::Set,
-                    vec![value_set(field, value), id.to_vec()],
-                ),
-                Effect::AddToMeetingsSet => (
-                    "SADD",
-                    KeyKind::Set,
-                    vec![meetings_set.clone(), id.to_vec()],
-                ),
-                Effect::RemoveFromMeetingsSet => (
-                    "SREM",
-                    KeyKind::Set,
-                    vec![meetings_set.clone(), id.to_vec()],
-                ),
+                Effect::DeleteHash => ("DEL", MEETING_KEY, KeyKind::Hash, vec![meeting.clone()]),
+                Effect::AddToValueSet { field, value } => {
+                    let args = vec![value_set(field, value), id.to_vec()];
+                    ("SADD", FILTER_KEY, KeyKind::Set, args)
+                }
+                Effect::RemoveFromValueSet { field, value } => {
+                    let args = vec![value_set(field, value), id.to_vec()];
+                    ("SREM", FILTER_KEY, KeyKind::Set, args)
+                }
+                Effect::AddToMeetingsSet => {
+                    let args = vec![meetings_set.clone(), id.to_vec()];
+                    ("SADD", MEETINGS_KEY, KeyKind::Set, args)
+                }
+                Effect::RemoveFromMeetingsSet => {
+                    let args = vec![meetings_set.clone(), id.to_vec()];
+                    ("SREM", MEETINGS_KEY, KeyKind::Set, args)
+                }
                 Effect::SetSortScore { field, score } => {
-                    let key = self.sort_key(installation, field);
-                    let score = score.to_string().into_bytes();
-                    ("ZADD", KeyKind::SortedSet, vec![key, score, member.clone()])
+                    let args = vec![
+                        self.sort_key(installation, field),
+                        score.to_string().into_bytes(),
+                        member.clone(),
+                    ];
+                    ("ZADD", SORT_KEY, KeyKind::SortedSet, args)
                 }
                 Effect::RemoveSortScore { field } => {
-                    let key = self.sort_key(installation, field);
-                    ("ZREM", KeyKind::SortedSet, vec![key, member.clone()])
+                    let args = vec![self.sort_key(installation, field), member.clone()];
+                    ("ZREM", SORT_KEY, KeyKind::SortedSet, args)
                 }
             });
         }
         // Every key is checked (permission, slot, type) before the first write.
-        for (command, kind, args) in &commands {
+        for (_, setting, kind, args) in &commands {
             if let Some(key) = args.first() {
-                let setting = match (kind, *command) {
-                    (KeyKind::Hash, _) => MEETING_KEY,
-                    (KeyKind::SortedSet, _) => SORT_KEY,
-                    (KeyKind::Set, _) if *key == meetings_set => MEETINGS_KEY,
-                    (KeyKind::Set, _) => FILTER_KEY,
-                };
                 let key_name = ModuleString::new(key)?;
                 self.guard.check(key, &key_name, setting, Need::Write)?;
                 ReadKey::open(self.ctx, &key_name, key)?.expect(*kind)?;
             }
         }
-        for (command, _, args) in &commands {
+        for (command, _, _, args) in &commands {
             self.write(command, args)?;
         }
         Ok(())

@@ -108,11 +108,14 @@ pub fn scan_keyspace_step(
 }
 
 /// Copies the bytes of a string the server handed us.
-fn copy_bytes(string: *const raw::RedisModuleString) -> Bytes {
+pub fn copy_bytes(string: *const raw::RedisModuleString) -> Bytes {
     // SAFETY: `string` is a live string for the duration of the call; the table is loaded.
     let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {
         return Vec::new();
     };
+    if string.is_null() {
+        return Vec::new();
+    }
     let mut len = 0usize;
     let data = unsafe { ptr_len(string, &mut len) };
     if data.is_null() {

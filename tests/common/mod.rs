@@ -329,3 +329,24 @@ pub const TAGGED_TEMPLATES: [&str; 12] = [
     "sort-member",
     "<id>",
 ];
+
+/// Makes the server behind `replica` a replica of `primary` and waits until its link is up.
+pub fn replicate(replica: &mut Connection, primary: &Server) {
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port)
+        .query::<()>(replica)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(replica)
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replica link not up: {info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
