@@ -108,7 +108,7 @@ pub fn scan_keyspace_step(
 }
 
 /// Copies the bytes of a string the server handed us.
-pub fn copy_bytes(string: *const raw::RedisModuleString) -> Bytes {
+pub(crate) fn copy_bytes(string: *const raw::RedisModuleString) -> Bytes {
     // SAFETY: `string` is a live string for the duration of the call; the table is loaded.
     let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {
         return Vec::new();
