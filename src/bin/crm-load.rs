@@ -3,12 +3,13 @@
 //! ```text
 //! cargo run --release --bin crm-load -- --meetings 100000 [--port 6379] [--host 127.0.0.1]
 //!     [--installation 10] [--neighbours 3] [--users 200] [--user-prefix P] [--seed 1]
-//!     [--batch 1000]
+//!     [--batch 1000] [--unix-dates]
 //! ```
 //! 5 meeting types (email 40%), status open 30% / close 70%, meetings/10 clients, users
 //! who see 1% of the clients (the first five are managers who see 50%), unique dates over
 //! five years from 2022, ~200-byte JSON details, and smaller neighbour installations
-//! (a tenth of the size each). The same seed writes the same data.
+//! (a tenth of the size each). Each meeting hash also holds its `installation`. The same
+//! seed writes the same data.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ struct Options {
     user_prefix: String,
     seed: u64,
     batch: usize,
+    /// Dates as Unix seconds instead of RFC 3339 text (RediSearch indexes numbers only).
+    unix_dates: bool,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn parse_options() -> Result<Options, String> {
         user_prefix: String::new(),
         seed: 1,
         batch: 1000,
+        unix_dates: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -80,8 +84,9 @@ fn parse_options() -> Result<Options, String> {
             "--user-prefix" => options.user_prefix = value()?,
             "--seed" => options.seed = number(value()?)?,
             "--batch" => options.batch = number(value()?)?.max(1) as usize,
+            "--unix-dates" => options.unix_dates = true,
             "--help" | "-h" => {
-                println!("crm-load --meetings N [--port P] [--host H] [--installation I] [--neighbours K] [--users U] [--user-prefix P] [--seed S] [--batch B]");
+                println!("crm-load --meetings N [--port P] [--host H] [--installation I] [--neighbours K] [--users U] [--user-prefix P] [--seed S] [--batch B] [--unix-dates]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown flag {other} (see --help)")),
@@ -213,7 +218,9 @@ fn write_meetings(
             .arg("status")
             .arg(status)
             .arg("date")
-            .arg(rfc3339(date))
+            .arg(if options.unix_dates { date.to_string() } else { rfc3339(date) })
+            .arg("installation")
+            .arg(installation)
             .arg("details")
             .arg(details)
             .ignore();

