@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -271,10 +272,8 @@ def throughput(server, args, requests):
     """redis-benchmark with 50 clients: requests per second."""
     out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-c", "50", "-n", str(requests), "-q", *args],
                          capture_output=True, text=True, timeout=3600).stdout
-    for line in out.replace("\r", "\n").splitlines():
-        if "requests per second" in line:
-            return float(line.split(":")[1].split()[0])
-    return None
+    rates = re.findall(r"([0-9.]+) requests per second", out)
+    return float(rates[-1]) if rates else None
 
 
 def load(server, n, smoke):
