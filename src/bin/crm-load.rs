@@ -218,7 +218,11 @@ fn write_meetings(
             .arg("status")
             .arg(status)
             .arg("date")
-            .arg(if options.unix_dates { date.to_string() } else { rfc3339(date) })
+            .arg(if options.unix_dates {
+                date.to_string()
+            } else {
+                rfc3339(date)
+            })
             .arg("installation")
             .arg(installation)
             .arg("details")

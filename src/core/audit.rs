@@ -195,10 +195,7 @@ mod tests {
     use super::*;
 
     fn schema() -> Schema {
-        Schema {
-            filter_fields: vec![b"type".to_vec(), b"status".to_vec()],
-            sort_fields: vec![b"date".to_vec()],
-        }
+        Schema::seed()
     }
 
     fn b(text: &str) -> Bytes {

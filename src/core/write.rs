@@ -20,6 +20,15 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// The seed's schema, the configuration's default: `type` and `status` as filter
+    /// fields, `date` as sort field.
+    pub fn seed() -> Schema {
+        Schema {
+            filter_fields: vec![b"type".to_vec(), b"status".to_vec()],
+            sort_fields: vec![b"date".to_vec()],
+        }
+    }
+
     /// The hash fields a write reads before it changes a meeting: the client (to know
     /// whether it exists with one) and every indexed field (to move it out of old values).
     pub fn tracked_fields(&self) -> Vec<&[u8]> {
@@ -286,10 +295,7 @@ mod tests {
     use super::*;
 
     fn schema() -> Schema {
-        Schema {
-            filter_fields: vec![b"type".to_vec(), b"status".to_vec()],
-            sort_fields: vec![b"date".to_vec()],
-        }
+        Schema::seed()
     }
 
     fn write(words: &[&str]) -> Result<MeetingWrite, CrmError> {
