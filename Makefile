@@ -87,6 +87,7 @@ unit: ## Unit tests of the pure core (no server)
 	cargo test --release --lib --bins
 
 test: build servers examples-deps unit ## Every test: unit tests, then the integration suite on all three servers
+	cargo build --lib --quiet  # the debug build, for the panic containment test
 	@for server in $(REDIS7) $(REDIS8) $(VALKEY); do \
 		echo "== integration tests on $$($$server --version | cut -d' ' -f1-3)"; \
 		CRM_SERVER=$$server cargo test --release --test '*' -- --test-threads 2 || exit 1; \

@@ -39,8 +39,33 @@ mod module {
         command::run_guarded(ctx, &args, &info::EXPLAIN, meetings::explain)
     }
 
+    /// Debug builds only: `CRM.DEBUG.PANIC` panics inside a command, so the tests can prove
+    /// that a bug answers an error instead of taking the server down.
+    ///
+    /// # Safety
+    /// Only from OnLoad, with the module's context (the macro calls the raw API).
+    #[cfg(debug_assertions)]
+    unsafe fn register_debug_commands(ctx: &Context) -> std::os::raw::c_int {
+        use std::ffi::CString;
+        use std::os::raw::c_int;
+
+        #[allow(clippy::panic)]
+        fn crm_debug_panic(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+            command::run_guarded(ctx, &args, &info::MEETINGS, |_, _| {
+                panic!("CRM.DEBUG.PANIC was called")
+            })
+        }
+        redis_module::redis_command!(ctx.ctx, "crm.debug.panic", crm_debug_panic, "", 0, 0, 0, "");
+        0
+    }
+
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
         command::install_panic_hook();
+        // SAFETY: init runs inside OnLoad with the module's context.
+        #[cfg(debug_assertions)]
+        if unsafe { register_debug_commands(ctx) } != 0 {
+            return Status::Err;
+        }
         let with_crm_category = info::add_acl_category(ctx);
         for command in &info::ALL {
             if let Err(reason) = info::describe(ctx, command, with_crm_category) {
