@@ -15,6 +15,7 @@ use crate::core::query::Bytes;
 use crate::core::write::Schema;
 use crate::error::CrmError;
 use crate::store::keys::{self, KeyTemplates, Template};
+use crate::store::redis_key::ModuleString;
 
 /// A text setting parsed into `T` when it is set. Redis sets the default (or the value in
 /// `redis.conf`) through `set` when the module loads, so `current` is `None` only before.
@@ -22,8 +23,23 @@ pub struct TextSetting<T> {
     pub name: &'static str,
     pub default: &'static str,
     parse: fn(&str) -> Result<T, String>,
-    current: RwLock<Option<(String, Arc<T>)>>,
+    current: RwLock<Option<Current<T>>>,
 }
+
+/// A setting's value: as given, as parsed, and as the string CONFIG GET shows.
+struct Current<T> {
+    value: Arc<T>,
+    shown: Shown,
+}
+
+/// The string handed to CONFIG GET. Redis copies what a getter returns and never frees
+/// it, so the setting keeps one string per value instead of making one per call.
+struct Shown(ModuleString);
+
+// SAFETY: configuration callbacks and commands run on the main thread with the GIL held;
+// the string is created, read and freed only there.
+unsafe impl Send for Shown {}
+unsafe impl Sync for Shown {}
 
 impl<T> TextSetting<T> {
     const fn new(
@@ -47,8 +63,11 @@ impl<T> TextSetting<T> {
             .ok_or_else(|| format!("crm.{} must be UTF-8 text without NUL bytes", self.name))?;
         let value =
             (self.parse)(source).map_err(|reason| format!("crm.{}: {reason}", self.name))?;
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
-            Some((source.to_string(), Arc::new(value)));
+        let shown = ModuleString::new(source.as_bytes()).map_err(|error| error.to_string())?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Current {
+            value: Arc::new(value),
+            shown: Shown(shown),
+        });
         Ok(())
     }
 
@@ -56,7 +75,7 @@ impl<T> TextSetting<T> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         current
             .as_ref()
-            .map(|(_, value)| Arc::clone(value))
+            .map(|current| Arc::clone(&current.value))
             .ok_or_else(|| CrmError::Internal(format!("crm.{} is not loaded", self.name)))
     }
 }
@@ -64,10 +83,15 @@ impl<T> TextSetting<T> {
 impl<T: Send + Sync> ConfigurationValue<RedisString> for TextSetting<T> {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        let source = current
-            .as_ref()
-            .map_or(self.default, |(source, _)| source.as_str());
-        RedisString::create_from_slice(std::ptr::null_mut(), source.as_bytes())
+        match current.as_ref() {
+            // Lent, not given: the crate passes the pointer on and Redis only copies it.
+            Some(current) => RedisString::from_redis_module_string(
+                std::ptr::null_mut(),
+                current.shown.0.as_ptr(),
+            ),
+            // Before the module loaded its settings (not seen in practice): a new string.
+            None => RedisString::create_from_slice(std::ptr::null_mut(), self.default.as_bytes()),
+        }
     }
 
     fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {

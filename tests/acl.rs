@@ -45,6 +45,10 @@ fn server_with_two_installations() -> Server {
         ("alice", "~{10}:* +@all"),
         ("reader", "%R~{10}:* +@all"),
         ("nocommand", "~* +@all -crm.meetings"),
+        (
+            "setwriter",
+            "%RW~{10}:meetings %RW~{10}:meeting_date %R~{10}:* +@all",
+        ),
     ];
     for (name, rules) in users {
         let mut command = redis::cmd("ACL");
@@ -290,4 +294,33 @@ fn command_info_declares_routing_and_categories() {
             ]
         );
     }
+}
+
+#[test]
+fn repair_refused_before_its_first_write() {
+    // May write the installation's set and date index, but only read its value sets.
+    let server = server_with_two_installations();
+    let mut admin = server.connect();
+    redis::cmd("SREM")
+        .arg("{10}:meetings")
+        .arg(1)
+        .query::<()>(&mut admin)
+        .unwrap();
+    redis::cmd("SREM")
+        .arg("{10}:meeting_type:email")
+        .arg(2)
+        .query::<()>(&mut admin)
+        .unwrap();
+    let before = keyspace_state(&mut admin);
+    let mut user = login(&server, "setwriter");
+    let error = call(&mut user, &["CRM.REPAIR", "10"]).unwrap_err();
+    assert!(
+        error.starts_with("NOPERM this user has no permissions to access the '{10}:meeting_"),
+        "{error}"
+    );
+    assert_eq!(
+        keyspace_state(&mut admin),
+        before,
+        "the refused repair wrote something"
+    );
 }

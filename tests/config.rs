@@ -56,6 +56,11 @@ fn config_set_checks_templates() {
         ("crm.filter-key", "m_<field>:<value>:<user>", "crm.filter-key: placeholder <user> is not allowed here (allowed: <installation> <field> <value>)"),
         ("crm.clients-key", "clients", "crm.clients-key: template must contain <user>"),
         ("crm.filter-fields", "type status type", "crm.filter-fields: field 'type' is listed twice"),
+        (
+            "crm.meeting-key",
+            "{<instalation>}:meeting:<id>",
+            "crm.meeting-key: unknown placeholder <instalation>",
+        ),
     ] {
         let error = error_of(&mut con, "CONFIG", &[b"SET", name.as_bytes(), value.as_bytes()]);
         assert!(error.contains(reason), "{error}");

@@ -240,6 +240,22 @@ fn validation_errors_write_nothing() {
 }
 
 #[test]
+fn a_hash_without_client_can_be_updated() {
+    let server = Server::start();
+    let mut con = server.connect();
+    // Written before the module: no clientid.
+    redis::cmd("HSET")
+        .arg("meeting:50")
+        .arg("details")
+        .arg("{}")
+        .query::<()>(&mut con)
+        .unwrap();
+    assert_eq!(set(&mut con, &["10", "50", "status", "open"]), 0);
+    assert_eq!(members(&mut con, "meeting_status:open_ins_10"), ["50"]);
+    assert_eq!(set(&mut con, &["10", "50", "clientid", "3"]), 0);
+}
+
+#[test]
 fn delete_removes_every_listing() {
     let server = Server::start();
     let mut con = server.connect();

@@ -85,13 +85,19 @@ fn start(
 ) -> Result<RedisValue, CrmError> {
     let keys = config::key_templates()?;
     let schema = config::schema()?;
-    if mode == Mode::Repair {
-        // A repair writes: refuse it up front to a user who may not write the
-        // installation, even when there turns out to be nothing to mend.
-        let store = KeyspaceStore::new(ctx, keys.clone(), KeyGuard::for_caller(ctx, installation)?);
-        store.check_set(SetRef::Meetings { installation }, Need::Write)?;
+    // A repair writes: refuse it up front to a user who may not write the installation's
+    // set or sort indexes (value sets are checked as the scan finds them, before any
+    // write), even when there turns out to be nothing to mend.
+    let need = match mode {
+        Mode::Check => Need::Read,
+        Mode::Repair => Need::Write,
+    };
+    let store = KeyspaceStore::new(ctx, keys.clone(), KeyGuard::for_caller(ctx, installation)?);
+    store.check_set(SetRef::Meetings { installation }, need)?;
+    for field in &schema.sort_fields {
+        store.check_key(&store.sort_key(installation, field), "sort-key", need)?;
     }
-    let scan = InstallationScan::new(installation.to_vec(), keys.clone(), schema.clone())?;
+    let scan = InstallationScan::new(installation.to_vec(), keys.clone(), schema.clone(), need)?;
     let mut job = AuditJob {
         mode,
         db: selected_db(ctx)?,

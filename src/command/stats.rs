@@ -65,7 +65,9 @@ fn bucket_upper(index: usize) -> u64 {
     }
     let octave = (index - EXACT) / SUB_BUCKETS + 4;
     let sub = (index - EXACT) % SUB_BUCKETS;
-    ((SUB_BUCKETS + sub + 1) << (octave - 3)) - 1
+    // In u128: the last buckets' bounds pass u64::MAX.
+    let upper = (u128::from(SUB_BUCKETS + sub + 1) << (octave - 3)) - 1;
+    u64::try_from(upper).unwrap_or(u64::MAX)
 }
 
 struct Stats {

@@ -1,5 +1,7 @@
 //! The typed query of CRM.MEETINGS and the parser that builds it from the command's arguments.
 
+use std::collections::{HashMap, HashSet};
+
 use super::store::SetRef;
 use crate::error::{printable, CrmError};
 
@@ -83,6 +85,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
         }
     };
     let mut filters: Vec<FilterGroup> = Vec::new();
+    let mut seen = HashMap::new();
     let mut sort: Option<SortBy> = None;
     let mut limit: Option<(u64, u64)> = None;
     let mut format: Option<Format> = None;
@@ -98,7 +101,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
             if field.is_empty() {
                 return Err(bad("FILTER field must not be empty"));
             }
-            add_filter(&mut filters, field, value);
+            add_filter(&mut filters, &mut seen, field, value);
         } else if option.eq_ignore_ascii_case(b"SORTBY") {
             let [field, tail @ ..] = rest else {
                 return Err(bad("SORTBY needs a field"));
@@ -204,17 +207,25 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
     })
 }
 
-fn add_filter(filters: &mut Vec<FilterGroup>, field: &[u8], value: &[u8]) {
-    match filters.iter_mut().find(|group| group.field == field) {
-        Some(group) => {
-            if !group.values.iter().any(|known| known == value) {
-                group.values.push(value.to_vec());
-            }
-        }
-        None => filters.push(FilterGroup {
+/// Adds one FILTER to its field's group. `seen` indexes what was added, so that a call
+/// with many FILTER arguments stays linear.
+fn add_filter(
+    filters: &mut Vec<FilterGroup>,
+    seen: &mut HashMap<Bytes, (usize, HashSet<Bytes>)>,
+    field: &[u8],
+    value: &[u8],
+) {
+    let (index, values) = seen.entry(field.to_vec()).or_insert_with(|| {
+        filters.push(FilterGroup {
             field: field.to_vec(),
-            values: vec![value.to_vec()],
-        }),
+            values: Vec::new(),
+        });
+        (filters.len() - 1, HashSet::new())
+    });
+    if values.insert(value.to_vec()) {
+        if let Some(group) = filters.get_mut(*index) {
+            group.values.push(value.to_vec());
+        }
     }
 }
 

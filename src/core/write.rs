@@ -2,6 +2,8 @@
 //! CRM.MEETING.DEL are parsed and validated here, and turned into a list of effects that
 //! the store applies in one step (after checking every key it will touch).
 
+use std::collections::HashMap;
+
 use super::order::parse_sort_value;
 use super::query::{Bytes, DETAILS_FIELD};
 use super::store::MeetingWriter;
@@ -84,6 +86,8 @@ pub fn parse_meeting_set(args: &[&[u8]]) -> Result<MeetingWrite, CrmError> {
     }
     check_id(id)?;
     let mut fields: Vec<(Bytes, Bytes)> = Vec::with_capacity(pairs.len() / 2);
+    // Where each field is in `fields`, so that many pairs stay linear.
+    let mut positions: HashMap<&[u8], usize> = HashMap::new();
     for pair in pairs.chunks_exact(2) {
         let [field, value] = pair else { continue };
         if field.is_empty() {
@@ -91,12 +95,12 @@ pub fn parse_meeting_set(args: &[&[u8]]) -> Result<MeetingWrite, CrmError> {
                 "field names must not be empty".into(),
             ));
         }
-        match fields
-            .iter_mut()
-            .find(|(known, _)| known.as_slice() == *field)
-        {
+        match positions.get(field).and_then(|&at| fields.get_mut(at)) {
             Some((_, old)) => *old = value.to_vec(),
-            None => fields.push((field.to_vec(), value.to_vec())),
+            None => {
+                positions.insert(field, fields.len());
+                fields.push((field.to_vec(), value.to_vec()));
+            }
         }
     }
     Ok(MeetingWrite {
@@ -179,7 +183,9 @@ pub fn plan_set(
     let created = stored.is_none();
     let has_client = write.fields.iter().any(|(field, _)| field == CLIENT_FIELD)
         || stored_value(CLIENT_FIELD).is_some();
-    if !has_client {
+    // A hash written before the module may lack a client: it can be updated, and stays
+    // invisible until it gets one.
+    if created && !has_client {
         return Err(CrmError::BadArgument(format!(
             "clientid is required to create meeting '{}'",
             printable(&write.id)
@@ -385,6 +391,9 @@ mod tests {
             ("date", None),
         ]);
         assert!(!plan_set(&w, Some(&existing), &schema()).unwrap().0);
+        // An existing hash without a client (written before the module) can be updated.
+        let clientless = stored(&[("clientid", None), ("type", None)]);
+        assert!(!plan_set(&w, Some(&clientless), &schema()).unwrap().0);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use redis_module::Context;
 
+use super::access::Need;
 use super::keys::{KeyTemplates, Placeholder};
 use super::keyspace::KeyspaceStore;
 use super::redis_key::{scan_keyspace_step, ScanCursor};
@@ -57,11 +58,18 @@ pub struct InstallationScan {
     sets: Vec<Set>,
     /// Sort fields whose ZSET is per installation (their members are this installation's).
     sort_fields: Vec<Bytes>,
+    /// What the caller must be allowed on every set found: a repair writes them.
+    need: Need,
     phase: Phase,
 }
 
 impl InstallationScan {
-    pub fn new(installation: Bytes, keys: KeyTemplates, schema: Schema) -> Result<Self, CrmError> {
+    pub fn new(
+        installation: Bytes,
+        keys: KeyTemplates,
+        schema: Schema,
+        need: Need,
+    ) -> Result<Self, CrmError> {
         let sort_fields = if keys.sort.has(Placeholder::Installation) {
             schema.sort_fields.clone()
         } else {
@@ -73,6 +81,7 @@ impl InstallationScan {
             schema,
             sets: vec![Set::Meetings],
             sort_fields,
+            need,
             phase: Phase::Discover(ScanCursor::new()?),
         })
     }
@@ -100,6 +109,9 @@ impl InstallationScan {
                     // A scan may return a key twice.
                     if let Some(set) = self.value_set(&name) {
                         if !self.sets.contains(&set) {
+                            // Checked when found, so a repair the caller may not finish
+                            // fails before its first write.
+                            store.check_set(self.set_ref(&set), self.need)?;
                             self.sets.push(set);
                         }
                     }

@@ -83,6 +83,12 @@ impl Template {
                     rest = after;
                 }
                 None => {
+                    if let Some(name) = misspelt_placeholder(rest) {
+                        return Err(format!(
+                            "unknown placeholder <{name}> (known: {})",
+                            tokens(&Placeholder::ALL)
+                        ));
+                    }
                     let mut chars = rest.chars();
                     if let Some(c) = chars.next() {
                         literal.push(c);
@@ -211,6 +217,16 @@ pub const SORT_MEMBER: TemplateRule = TemplateRule {
     required: &[Id],
 };
 
+/// `name` when `text` starts with `<name>` (lower-case letters and `_`) that is no known
+/// placeholder: most likely a typo, which would silently merge keys if taken literally.
+fn misspelt_placeholder(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('<')?;
+    let end = inner.find('>')?;
+    let name = inner.get(..end)?;
+    let word = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    word.then_some(name)
+}
+
 fn tokens(slots: &[Placeholder]) -> String {
     let names: Vec<&str> = slots.iter().map(|slot| slot.token()).collect();
     names.join(" ")
@@ -237,15 +253,19 @@ mod tests {
     }
 
     #[test]
-    fn hash_tags_and_unknown_brackets_are_literals() {
-        let template = Template::parse("{<installation>}:m_<field>:<value>:<x>", FILTER).unwrap();
+    fn hash_tags_are_literals_and_misspelt_placeholders_refused() {
+        let template = Template::parse("{<installation>}:m_<field>:<value>:<1>", FILTER).unwrap();
         let key = template.render(|slot| match slot {
             Installation => b"7",
             Field => b"f",
             Value => b"v",
             _ => b"?",
         });
-        assert_eq!(key, b"{7}:m_f:v:<x>");
+        assert_eq!(key, b"{7}:m_f:v:<1>");
+        assert_eq!(
+            Template::parse("{<instalation>}:m_<field>:<value>", FILTER).unwrap_err(),
+            "unknown placeholder <instalation> (known: <installation> <user> <field> <value> <id>)"
+        );
     }
 
     #[test]

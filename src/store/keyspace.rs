@@ -38,13 +38,13 @@ impl<'a> KeyspaceStore<'a> {
 
     /// Fails unless the caller may `need` the set (and, in cluster mode, it is in the slot).
     pub fn check_set(&self, set: SetRef<'_>, need: Need) -> Result<(), CrmError> {
-        let key = self.set_key(set);
-        self.guard.check(
-            &key,
-            &ModuleString::new(&key)?,
-            Self::set_setting(set),
-            need,
-        )
+        self.check_key(&self.set_key(set), Self::set_setting(set), need)
+    }
+
+    /// Fails unless the caller may `need` the key from template `setting`.
+    pub fn check_key(&self, key: &[u8], setting: &str, need: Need) -> Result<(), CrmError> {
+        self.guard
+            .check(key, &ModuleString::new(key)?, setting, need)
     }
 
     fn set_setting(set: SetRef<'_>) -> &'static str {
