@@ -134,7 +134,7 @@ impl InstallationScan {
                     None => "sort-key",
                 };
                 let key = store.open(&self.source_key(source), setting)?;
-                key.expect(if source < self.sets.len() {
+                key.exists_as(if source < self.sets.len() {
                     KeyKind::Set
                 } else {
                     KeyKind::SortedSet

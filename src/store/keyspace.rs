@@ -83,7 +83,7 @@ impl<'a> KeyspaceStore<'a> {
 
     fn open_set(&self, set: SetRef<'_>) -> Result<ReadKey, CrmError> {
         let key = self.open(&self.set_key(set), Self::set_setting(set))?;
-        key.expect(KeyKind::Set)?;
+        key.exists_as(KeyKind::Set)?;
         Ok(key)
     }
 
@@ -130,7 +130,7 @@ impl<'a> KeyspaceStore<'a> {
         for id in ids {
             self.meeting_key(installation, id, &mut name);
             let key = self.open(&name, MEETING_KEY)?;
-            rows.push(if key.expect(KeyKind::Hash)? {
+            rows.push(if key.exists_as(KeyKind::Hash)? {
                 let values = fields
                     .iter()
                     .map(|field| key.hash_field(field))
@@ -178,7 +178,7 @@ impl MeetingStore for KeyspaceStore<'_> {
 
     fn has_sort_index(&self, installation: &[u8], field: &[u8]) -> Result<bool, CrmError> {
         self.open(&self.sort_key(installation, field), SORT_KEY)?
-            .expect(KeyKind::SortedSet)
+            .exists_as(KeyKind::SortedSet)
     }
 
     fn sort_scores(
@@ -188,7 +188,7 @@ impl MeetingStore for KeyspaceStore<'_> {
         ids: &[Bytes],
     ) -> Result<Vec<Option<f64>>, CrmError> {
         let key = self.open(&self.sort_key(installation, field), SORT_KEY)?;
-        if !key.expect(KeyKind::SortedSet)? {
+        if !key.exists_as(KeyKind::SortedSet)? {
             return Ok(vec![None; ids.len()]);
         }
         let mut member = Vec::new();
@@ -309,7 +309,7 @@ impl MeetingWriter for KeyspaceStore<'_> {
             if let Some(key) = args.first() {
                 let key_name = ModuleString::new(key)?;
                 self.guard.check(key, &key_name, setting, Need::Write)?;
-                ReadKey::open(self.ctx, &key_name, key)?.expect(*kind)?;
+                ReadKey::open(self.ctx, &key_name, key)?.exists_as(*kind)?;
             }
         }
         for (command, _, _, args) in &commands {

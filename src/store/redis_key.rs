@@ -145,7 +145,7 @@ impl ReadKey {
     }
 
     /// Whether the key exists; an error when it exists with another type than `kind`.
-    pub fn expect(&self, kind: KeyKind) -> Result<bool, CrmError> {
+    pub fn exists_as(&self, kind: KeyKind) -> Result<bool, CrmError> {
         if self.handle.is_null() {
             return Ok(false);
         }
@@ -169,7 +169,7 @@ impl ReadKey {
         }
     }
 
-    /// Number of elements (0 for a missing key). Call after `expect`.
+    /// Number of elements (0 for a missing key). Call after `exists_as`.
     pub fn cardinality(&self) -> Result<usize, CrmError> {
         if self.handle.is_null() {
             return Ok(0);
@@ -179,7 +179,7 @@ impl ReadKey {
         Ok(unsafe { value_length(self.handle) })
     }
 
-    /// Every member of a set (call after `expect(KeyKind::Set)` returned true).
+    /// Every member of a set (call after `exists_as(KeyKind::Set)` returned true).
     pub fn set_members(&self) -> Result<Vec<Bytes>, CrmError> {
         let mut members = Vec::with_capacity(self.cardinality()?);
         let cursor = ScanCursor::new()?;
@@ -213,7 +213,7 @@ impl ReadKey {
         Ok(unsafe { scan_key(self.handle, cursor.0, Some(collect), data) } != 0)
     }
 
-    /// One field of a hash (call after `expect(KeyKind::Hash)` returned true).
+    /// One field of a hash (call after `exists_as(KeyKind::Hash)` returned true).
     pub fn hash_field(&self, field: &ModuleString) -> Result<Option<Bytes>, CrmError> {
         if self.handle.is_null() {
             return Ok(None);
@@ -238,7 +238,7 @@ impl ReadKey {
         }))
     }
 
-    /// The score of `member` in a sorted set (call after `expect(KeyKind::SortedSet)`).
+    /// The score of `member` in a sorted set (call after `exists_as(KeyKind::SortedSet)`).
     pub fn zset_score(&self, member: &ModuleString) -> Result<Option<f64>, CrmError> {
         if self.handle.is_null() {
             return Ok(None);
