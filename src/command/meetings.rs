@@ -39,7 +39,7 @@ pub fn explain(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
         config::key_templates()?,
         KeyGuard::for_caller(ctx, &query.installation)?,
     );
-    let mut trace = Trace::default();
+    let mut trace = Trace::recording();
     let page = execute_traced(&store, &query, &mut trace)?;
     let steps = trace
         .steps

@@ -35,20 +35,33 @@ pub struct TraceStep {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Trace {
     pub steps: Vec<TraceStep>,
+    /// Off for CRM.MEETINGS: the step details are then never formatted.
+    recording: bool,
 }
 
 impl Trace {
+    /// A trace that records every step (CRM.EXPLAIN).
+    pub fn recording() -> Self {
+        Trace {
+            steps: Vec::new(),
+            recording: true,
+        }
+    }
+
     fn record(
         &mut self,
         name: &'static str,
-        detail: String,
+        detail: impl FnOnce() -> String,
         estimated: usize,
         actual: usize,
         since: Instant,
     ) {
+        if !self.recording {
+            return;
+        }
         self.steps.push(TraceStep {
             name,
-            detail,
+            detail: detail(),
             estimated: estimated as u64,
             actual: actual as u64,
             micros: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -68,7 +81,7 @@ pub fn execute_traced<S: MeetingStore>(
     let started = Instant::now();
     let plan = plan(store, query)?;
     let groups = plan.groups.len();
-    trace.record("plan", describe(query, &plan), groups, groups, started);
+    trace.record("plan", || describe(query, &plan), groups, groups, started);
     if plan.empty {
         return Ok(Page::default());
     }
@@ -100,10 +113,12 @@ pub fn execute_traced<S: MeetingStore>(
             hash_values.push(row.sort_value);
         }
     }
-    let detail = format!(
-        "{} visible clients, {considered} meeting hashes read",
-        clients.len()
-    );
+    let detail = || {
+        format!(
+            "{} visible clients, {considered} meeting hashes read",
+            clients.len()
+        )
+    };
     trace.record(
         "client security",
         detail,
@@ -134,7 +149,7 @@ pub fn execute_traced<S: MeetingStore>(
     } else {
         "hash field"
     };
-    let detail = format!("{} from its {source}", printable(&query.sort.field));
+    let detail = || format!("{} from its {source}", printable(&query.sort.field));
     trace.record("sort values", detail, visible.len(), with_value, started);
 
     let started = Instant::now();
@@ -151,7 +166,7 @@ pub fn execute_traced<S: MeetingStore>(
     let expected = usize::try_from(query.count.min(total - query.offset)).unwrap_or(usize::MAX);
     trace.record(
         "page",
-        format!("heap of {keep}"),
+        || format!("heap of {keep}"),
         expected,
         page_ids.len(),
         started,
@@ -160,14 +175,11 @@ pub fn execute_traced<S: MeetingStore>(
     let started = Instant::now();
     let fields = query.returned_fields();
     let values = store.fields(installation, &page_ids, &fields)?;
-    let names: Vec<String> = fields.iter().map(|field| printable(field)).collect();
-    trace.record(
-        "fields",
-        names.join(" "),
-        page_ids.len(),
-        values.len(),
-        started,
-    );
+    let names = || {
+        let names: Vec<String> = fields.iter().map(|field| printable(field)).collect();
+        names.join(" ")
+    };
+    trace.record("fields", names, page_ids.len(), values.len(), started);
     Ok(Page {
         total,
         meetings: page_ids.into_iter().zip(values).collect(),
@@ -217,7 +229,7 @@ fn candidates<S: MeetingStore>(
         let estimate = all.len();
         trace.record(
             "candidates",
-            "the installation's set".into(),
+            || "the installation's set".into(),
             estimate,
             all.len(),
             started,
@@ -231,7 +243,7 @@ fn candidates<S: MeetingStore>(
         }
     }
     let mut survivors = distinct(survivors);
-    let detail = format!("read {} whole", printable(first.field));
+    let detail = || format!("read {} whole", printable(first.field));
     trace.record(
         "candidates",
         detail,
@@ -267,7 +279,7 @@ fn candidates<S: MeetingStore>(
         }
         let mut keep = keep.into_iter();
         survivors.retain(|_| keep.next().unwrap_or(false));
-        let detail = format!("{} ({})", printable(group.field), how.join(", "));
+        let detail = || format!("{} ({})", printable(group.field), how.join(", "));
         trace.record(
             "filter",
             detail,

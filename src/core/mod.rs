@@ -126,7 +126,7 @@ mod tests {
             b"nope",
         ];
         let query = parse_query(&args, 1000).unwrap();
-        let mut trace = Trace::default();
+        let mut trace = Trace::recording();
         let page = execute_traced(&store, &query, &mut trace).unwrap();
         assert_eq!(
             page.meetings[0],
