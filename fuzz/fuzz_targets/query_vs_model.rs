@@ -1,0 +1,297 @@
+//! The core executing random queries over random in-memory data, checked against a naive
+//! model that tests every meeting and sorts everything: same total, same page, same fields.
+//! Inputs mix odd ids, missing hashes and clients, unparsable sort values and absent keys.
+#![no_main]
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crm_meetings::core::memory::MemoryStore;
+use crm_meetings::core::{execute, parse_query};
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+
+const IDS: [&str; 12] = [
+    "1",
+    "2",
+    "3",
+    "10",
+    "11",
+    "0",
+    "-3",
+    "007",
+    "a1",
+    "B",
+    "-0",
+    "99999999999999999999",
+];
+const CLIENTS: [&str; 4] = ["c1", "c2", "c3", "c4"];
+const USERS: [&str; 3] = ["u1", "u2", "u3"];
+const FIELDS: [(&str, [&str; 3]); 2] = [
+    ("type", ["email", "sms", "call"]),
+    ("status", ["open", "close", "x"]),
+];
+const RANKS: [&str; 8] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10"];
+const SCORES: [f64; 6] = [1.0, 2.0, 2.0, -5.0, 1e300, 0.5];
+const INSTALLATION: &str = "10";
+
+struct Data {
+    filter_sets: BTreeMap<(&'static str, &'static str), BTreeSet<&'static str>>,
+    meetings: Option<BTreeSet<&'static str>>,
+    users: BTreeMap<&'static str, BTreeSet<&'static str>>,
+    hashes: BTreeMap<&'static str, BTreeMap<&'static str, String>>,
+    dates: Option<BTreeMap<&'static str, f64>>,
+}
+
+fn subset<T: Copy + Ord>(u: &mut Unstructured<'_>, pool: &[T]) -> Result<BTreeSet<T>> {
+    let mut out = BTreeSet::new();
+    for item in pool {
+        if u.ratio(1, 3)? {
+            out.insert(*item);
+        }
+    }
+    Ok(out)
+}
+
+fn data(u: &mut Unstructured<'_>) -> Result<Data> {
+    let mut filter_sets = BTreeMap::new();
+    for (field, values) in FIELDS {
+        for value in values {
+            if u.ratio(3, 4)? {
+                filter_sets.insert((field, value), subset(u, &IDS)?);
+            }
+        }
+    }
+    let meetings = if u.ratio(4, 5)? {
+        Some(subset(u, &IDS)?)
+    } else {
+        None
+    };
+    let mut users = BTreeMap::new();
+    for user in USERS {
+        if u.ratio(4, 5)? {
+            users.insert(user, subset(u, &CLIENTS)?);
+        }
+    }
+    let mut hashes = BTreeMap::new();
+    for id in IDS {
+        if u.ratio(4, 5)? {
+            let mut hash = BTreeMap::new();
+            if u.ratio(9, 10)? {
+                hash.insert("clientid", u.choose(&CLIENTS)?.to_string());
+            }
+            if u.ratio(4, 5)? {
+                hash.insert("details", format!("{{\"id\":\"{id}\"}}"));
+            }
+            if u.ratio(3, 4)? {
+                hash.insert("rank", u.choose(&RANKS)?.to_string());
+            }
+            hashes.insert(id, hash);
+        }
+    }
+    let dates = if u.ratio(4, 5)? {
+        let mut dates = BTreeMap::new();
+        for id in IDS {
+            if u.ratio(4, 5)? {
+                dates.insert(id, *u.choose(&SCORES)?);
+            }
+        }
+        Some(dates)
+    } else {
+        None
+    };
+    Ok(Data {
+        filter_sets,
+        meetings,
+        users,
+        hashes,
+        dates,
+    })
+}
+
+fn store(data: &Data) -> MemoryStore {
+    let mut store = MemoryStore::default();
+    for ((field, value), ids) in &data.filter_sets {
+        let ids: Vec<&str> = ids.iter().copied().collect();
+        store.filter(INSTALLATION, field, value, &ids);
+    }
+    if let Some(meetings) = &data.meetings {
+        let ids = meetings.iter().map(|id| id.as_bytes().to_vec()).collect();
+        store
+            .meeting_sets
+            .insert(INSTALLATION.as_bytes().to_vec(), ids);
+    }
+    for (user, clients) in &data.users {
+        let clients: Vec<&str> = clients.iter().copied().collect();
+        store.clients(user, &clients);
+    }
+    for (id, hash) in &data.hashes {
+        let fields: Vec<(&str, &str)> = hash.iter().map(|(f, v)| (*f, v.as_str())).collect();
+        store.meeting(id, &fields);
+    }
+    if let Some(dates) = &data.dates {
+        store.sort_indexes.entry(b"date".to_vec()).or_default();
+        for (id, score) in dates {
+            store.score("date", id, *score);
+        }
+    }
+    store
+}
+
+struct Ask {
+    installation: &'static str,
+    user: &'static str,
+    filters: Vec<(&'static str, &'static str)>,
+    sort_field: &'static str,
+    descending: bool,
+    offset: u64,
+    count: u64,
+    returns: Option<Vec<&'static str>>,
+}
+
+fn ask(u: &mut Unstructured<'_>) -> Result<Ask> {
+    let mut filters = Vec::new();
+    for _ in 0..u.int_in_range(0..=3)? {
+        let (field, values) = u.choose(&FIELDS)?;
+        filters.push((*field, *u.choose(values)?));
+    }
+    Ok(Ask {
+        installation: if u.ratio(9, 10)? { INSTALLATION } else { "11" },
+        user: *u.choose(&["u1", "u2", "u3", "nobody"])?,
+        filters,
+        sort_field: *u.choose(&["date", "rank", "missing"])?,
+        descending: u.arbitrary()?,
+        offset: u.int_in_range(0..=13)?,
+        count: u.int_in_range(0..=13)?,
+        returns: if u.ratio(1, 4)? {
+            Some(vec!["rank", "clientid", "nope"])
+        } else {
+            None
+        },
+    })
+}
+
+fn args(ask: &Ask) -> Vec<String> {
+    let mut args = vec![ask.installation.to_string(), ask.user.to_string()];
+    for (field, value) in &ask.filters {
+        args.extend(["FILTER".into(), field.to_string(), value.to_string()]);
+    }
+    let direction = if ask.descending { "DESC" } else { "ASC" };
+    args.extend(["SORTBY".into(), ask.sort_field.into(), direction.into()]);
+    args.extend([
+        "LIMIT".into(),
+        ask.offset.to_string(),
+        ask.count.to_string(),
+    ]);
+    if let Some(fields) = &ask.returns {
+        args.extend(["RETURN".into(), fields.len().to_string()]);
+        args.extend(fields.iter().map(|f| f.to_string()));
+    }
+    args
+}
+
+/// A plain decimal number, as a hash sort value must be.
+fn model_number(raw: &str) -> Option<f64> {
+    let plain = !raw.is_empty()
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    plain.then(|| raw.parse::<f64>().ok()).flatten()
+}
+
+/// Canonical integers first by value, then every other id by bytes.
+fn model_id_order(a: &str, b: &str) -> Ordering {
+    let integer = |id: &str| id.parse::<i128>().ok().filter(|n| n.to_string() == id);
+    match (integer(a), integer(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.as_bytes().cmp(b.as_bytes()),
+    }
+}
+
+type Answer = (u64, Vec<(Vec<u8>, Vec<Option<Vec<u8>>>)>);
+
+fn model(data: &Data, ask: &Ask) -> Answer {
+    let same = ask.installation == INSTALLATION;
+    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (field, value) in &ask.filters {
+        groups.entry(field).or_default().push(value);
+    }
+    let candidates: Vec<&str> = if !same {
+        Vec::new()
+    } else if groups.is_empty() {
+        data.meetings.iter().flatten().copied().collect()
+    } else {
+        IDS.iter()
+            .copied()
+            .filter(|id| {
+                groups.iter().all(|(field, values)| {
+                    values.iter().any(|value| {
+                        data.filter_sets
+                            .get(&(*field, *value))
+                            .is_some_and(|ids| ids.contains(id))
+                    })
+                })
+            })
+            .collect()
+    };
+    let visible = data.users.get(ask.user);
+    let mut rows: Vec<(Option<f64>, &str)> = Vec::new();
+    for id in candidates {
+        let Some(hash) = data.hashes.get(id) else {
+            continue;
+        };
+        let Some(client) = hash.get("clientid") else {
+            continue;
+        };
+        if !visible.is_some_and(|clients| clients.contains(client.as_str())) {
+            continue;
+        }
+        let value = match (&data.dates, ask.sort_field) {
+            (Some(dates), "date") => dates.get(id).copied(),
+            _ => hash.get(ask.sort_field).and_then(|raw| model_number(raw)),
+        };
+        rows.push((value, id));
+    }
+    rows.sort_by(|(a, a_id), (b, b_id)| {
+        let by_value = match (a, b) {
+            (Some(a), Some(b)) if ask.descending => b.total_cmp(a),
+            (Some(a), Some(b)) => a.total_cmp(b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        by_value.then_with(|| model_id_order(a_id, b_id))
+    });
+    let fields = ask.returns.clone().unwrap_or_else(|| vec!["details"]);
+    let page = rows
+        .iter()
+        .skip(usize::try_from(ask.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(ask.count).unwrap_or(usize::MAX))
+        .map(|(_, id)| {
+            let hash = data.hashes.get(id);
+            let values = fields
+                .iter()
+                .map(|f| hash.and_then(|h| h.get(f)).map(|v| v.as_bytes().to_vec()))
+                .collect();
+            (id.as_bytes().to_vec(), values)
+        })
+        .collect();
+    (rows.len() as u64, page)
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    let mut u = Unstructured::new(bytes);
+    let Ok(data) = data(&mut u) else { return };
+    let store = store(&data);
+    for _ in 0..4 {
+        let Ok(ask) = ask(&mut u) else { return };
+        let words = args(&ask);
+        let words: Vec<&[u8]> = words.iter().map(String::as_bytes).collect();
+        let query = parse_query(&words, 1000).expect("the model's queries are valid");
+        let page = execute(&store, &query).expect("the memory store does not fail");
+        let got: Answer = (page.total, page.meetings);
+        assert_eq!(got, model(&data, &ask), "query {:?}", args(&ask));
+    }
+});
