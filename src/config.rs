@@ -71,6 +71,11 @@ impl<T> TextSetting<T> {
         Ok(())
     }
 
+    /// Drops the value (module unload), so that nothing the module made outlives it.
+    fn release(&self) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     fn current(&self) -> Result<Arc<T>, CrmError> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         current
@@ -159,6 +164,12 @@ pub fn key_templates() -> Result<KeyTemplates, CrmError> {
         sort: SORT_KEY.current()?,
         sort_member: SORT_MEMBER.current()?,
     })
+}
+
+/// Frees every setting's value when the server unloads the module (at shutdown, too).
+pub fn release() {
+    TEMPLATES.iter().for_each(|setting| setting.release());
+    FIELD_LISTS.iter().for_each(|setting| setting.release());
 }
 
 /// Registers every setting with the server, loads the values of `redis.conf` (or the

@@ -87,12 +87,18 @@ mod module {
         }
     }
 
+    fn deinit(_ctx: &Context) -> Status {
+        config::release();
+        Status::Ok
+    }
+
     redis_module! {
         name: "crm",
         version: 1,
         allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
         data_types: [],
         init: init,
+        deinit: deinit,
         commands: [
             [info::MEETINGS.name, crm_meetings, info::MEETINGS.flags, 0, 0, 0, ""],
             [info::MEETING_SET.name, crm_meeting_set, info::MEETING_SET.flags, 0, 0, 0, ""],

@@ -17,23 +17,21 @@ const EXACT: u64 = 16;
 const SUB_BUCKETS: u64 = 8;
 const BUCKETS: usize = 16 + 60 * 8;
 
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct CommandStats {
     calls: u64,
     errors: u64,
     max_us: u64,
-    histogram: Vec<u64>,
+    histogram: [u64; BUCKETS],
 }
 
 impl CommandStats {
-    fn new() -> Self {
-        CommandStats {
-            calls: 0,
-            errors: 0,
-            max_us: 0,
-            histogram: vec![0; BUCKETS],
-        }
-    }
+    const NEW: CommandStats = CommandStats {
+        calls: 0,
+        errors: 0,
+        max_us: 0,
+        histogram: [0; BUCKETS],
+    };
 
     /// The latency at quantile `q` (0..=1), as the upper end of its bucket.
     fn quantile(&self, q: f64) -> u64 {
@@ -71,19 +69,22 @@ fn bucket_upper(index: usize) -> u64 {
 }
 
 struct Stats {
-    commands: Vec<CommandStats>,
+    commands: [CommandStats; info::ALL.len()],
     rows_returned: u64,
 }
 
-static STATS: Mutex<Option<Stats>> = Mutex::new(None);
+impl Stats {
+    const NEW: Stats = Stats {
+        commands: [CommandStats::NEW; info::ALL.len()],
+        rows_returned: 0,
+    };
+}
+
+/// Fixed-size and allocated with the module: recording a call never allocates.
+static STATS: Mutex<Stats> = Mutex::new(Stats::NEW);
 
 fn with_stats<T>(f: impl FnOnce(&mut Stats) -> T) -> T {
-    let mut guard = STATS.lock().unwrap_or_else(PoisonError::into_inner);
-    let stats = guard.get_or_insert_with(|| Stats {
-        commands: vec![CommandStats::new(); info::ALL.len()],
-        rows_returned: 0,
-    });
-    f(stats)
+    f(&mut STATS.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// One call of `command`, how long it took and whether it failed.
@@ -109,7 +110,7 @@ pub fn rows_returned(rows: usize) {
 }
 
 pub fn reset() {
-    *STATS.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    with_stats(|stats| *stats = Stats::NEW);
 }
 
 /// Replaces the default INFO callback and watches for CONFIG RESETSTAT.
@@ -152,7 +153,7 @@ extern "C" fn resetstat_filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
 
 extern "C" fn info_callback(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
     // Copy the figures out first: the INFO calls below must not run under the lock.
-    let (commands, rows) = with_stats(|stats| (stats.commands.clone(), stats.rows_returned));
+    let (commands, rows) = with_stats(|stats| (stats.commands, stats.rows_returned));
     let text = |value: &str| CString::new(value).unwrap_or_default();
     // SAFETY: a live INFO context; every C string outlives the call that takes it.
     unsafe {
@@ -218,7 +219,7 @@ mod tests {
 
     #[test]
     fn quantiles() {
-        let mut stats = CommandStats::new();
+        let mut stats = CommandStats::NEW;
         for micros in 1..=100u64 {
             stats.calls += 1;
             stats.max_us = stats.max_us.max(micros);

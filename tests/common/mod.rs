@@ -89,12 +89,17 @@ impl Server {
     /// and directory, so it loads what it persisted; without the module if `with_module`
     /// is false.
     pub fn restart(&mut self, with_module: bool, extra: &[&str]) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         self.extra = extra.iter().map(|a| a.to_string()).collect();
         let module_args = with_module.then_some(&self.module_args);
         self.child = spawn(self.port, &self.dir, module_args, &self.extra).unwrap();
         self.wait_ready().unwrap();
+    }
+
+    /// SIGKILL, as a crash would; the directory stays for a later `restart`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -134,6 +139,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if valgrind_logs().is_some() {
+            // A clean exit, so that valgrind writes its leak report.
+            if let Ok(mut con) = self.try_connect() {
+                let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<()>(&mut con);
+            }
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -146,7 +161,18 @@ fn spawn(
     module_args: Option<&Vec<String>>,
     extra: &[String],
 ) -> Result<Child, String> {
-    let mut command = Command::new(server_binary());
+    let mut command = match valgrind_logs() {
+        Some(logs) => {
+            let mut valgrind = Command::new("valgrind");
+            valgrind
+                .args(["--leak-check=full", "--keep-debuginfo=yes"])
+                .args(["--show-leak-kinds=definite", "--num-callers=40"])
+                .arg(format!("--log-file={logs}/valgrind-%p.log"))
+                .arg(server_binary());
+            valgrind
+        }
+        None => Command::new(server_binary()),
+    };
     command
         .arg("--port")
         .arg(port.to_string())
@@ -168,6 +194,12 @@ fn spawn(
     command
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", server_binary()))
+}
+
+/// `CRM_VALGRIND_LOGS`: run every server under valgrind's memcheck, logs in that folder
+/// (`make valgrind`).
+fn valgrind_logs() -> Option<String> {
+    std::env::var("CRM_VALGRIND_LOGS").ok()
 }
 
 /// The keyspace's size and digest: equal digests mean byte-identical data.
@@ -348,5 +380,22 @@ pub fn replicate(replica: &mut Connection, primary: &Server) {
         }
         assert!(Instant::now() < deadline, "replica link not up: {info}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Fails unless CRM.CHECK finds no drift of any kind in `installation`.
+pub fn assert_check_clean(con: &mut Connection, installation: &str) {
+    let reply: Value = redis::cmd("CRM.CHECK")
+        .arg(installation)
+        .query(con)
+        .unwrap();
+    let Value::Array(items) = reply else {
+        panic!("{reply:?}")
+    };
+    for pair in items.chunks(2).skip(1).take(6) {
+        let Value::Array(inner) = &pair[1] else {
+            panic!("{pair:?}")
+        };
+        assert_eq!(inner[0], Value::Int(0), "{pair:?}");
     }
 }

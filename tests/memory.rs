@@ -1,0 +1,109 @@
+//! `used_memory` comes back to its baseline after many queries: the module keeps nothing
+//! per call. The calls mix pages, filters, JSON, RETURN, EXPLAIN, errors and CRM.CHECK.
+//! `CRM_MEMORY_QUERIES` sets the count (default 50,000; `make reliability` runs 1,000,000).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{crm_load, Server};
+use redis::Connection;
+
+const BATCH: usize = 1_000;
+
+fn used_memory(con: &mut Connection) -> i64 {
+    let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap()
+}
+
+/// One batch of calls, pipelined; errors are part of the mix and are not checked here.
+fn batch(con: &mut Connection, round: usize) {
+    let mut pipe = redis::pipe();
+    for n in 0..BATCH {
+        let user = ((round + n) % 50 + 1).to_string();
+        let offset = ((round * 7 + n) % 40).to_string();
+        let cmd = match n % 10 {
+            0..=3 => redis::cmd("CRM.MEETINGS")
+                .arg(&[
+                    "10", &user, "FILTER", "type", "email", "LIMIT", &offset, "10",
+                ])
+                .clone(),
+            4 => redis::cmd("CRM.MEETINGS")
+                .arg(&["10", &user, "SORTBY", "date", "DESC", "FORMAT", "JSON"])
+                .clone(),
+            5 => redis::cmd("CRM.MEETINGS")
+                .arg(&[
+                    "10", &user, "FILTER", "status", "open", "RETURN", "2", "clientid", "date",
+                ])
+                .clone(),
+            6 => redis::cmd("CRM.EXPLAIN")
+                .arg(&["10", &user, "FILTER", "type", "sms"])
+                .clone(),
+            7 => redis::cmd("CRM.MEETINGS")
+                .arg(&["10", &user, "LIMIT", "x", "1"])
+                .clone(),
+            8 => redis::cmd("CRM.MEETINGS").arg(&["nowhere", &user]).clone(),
+            _ => redis::cmd("CRM.MEETING.DEL").arg(&["10"]).clone(),
+        };
+        pipe.add_command(cmd).ignore();
+    }
+    // Replies include errors: read them as values, not as a failure of the pipeline.
+    let _: Vec<redis::Value> = pipe.query::<Vec<redis::Value>>(con).unwrap_or_default();
+}
+
+#[test]
+fn used_memory_returns_to_its_baseline() {
+    let total: usize = std::env::var("CRM_MEMORY_QUERIES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50_000);
+    let server = Server::start();
+    crm_load(
+        &server,
+        &["--meetings", "2000", "--neighbours", "0", "--users", "50"],
+    );
+    let mut con = server.connect();
+    // Warm up: the first calls grow server buffers (client query buffer, reply lists) and
+    // the server's own per-command state (Redis 7 allocates a latency histogram for each
+    // command on its first call).
+    for round in 0..5 {
+        batch(&mut con, round);
+        let _: redis::Value = redis::cmd("CRM.CHECK").arg("10").query(&mut con).unwrap();
+    }
+    used_memory(&mut con); // INFO's own first call allocates its latency histogram
+    let baseline = used_memory(&mut con);
+    let mut round = 0;
+    while round * BATCH < total {
+        batch(&mut con, round);
+        if round % 100 == 0 {
+            let _: redis::Value = redis::cmd("CRM.CHECK").arg("10").query(&mut con).unwrap();
+            println!(
+                "  after {:>8} calls: used_memory {}",
+                round * BATCH,
+                used_memory(&mut con)
+            );
+        }
+        round += 1;
+    }
+    // Measured in the same state as the baseline: right after a CRM.CHECK.
+    let _: redis::Value = redis::cmd("CRM.CHECK").arg("10").query(&mut con).unwrap();
+    let after = used_memory(&mut con);
+    let grown = after - baseline;
+    println!(
+        "used_memory: {baseline} bytes before, {after} after {} calls ({grown:+} bytes)",
+        round * BATCH
+    );
+    // A leak of one byte per call would show as `total` bytes; buffers move by a few bytes.
+    assert!(
+        grown < 16 * 1024,
+        "used_memory grew by {grown} bytes over {} calls",
+        round * BATCH
+    );
+}
