@@ -23,6 +23,12 @@ fn used_memory(con: &mut Connection) -> i64 {
         .unwrap()
 }
 
+/// `used_memory` right after a CRM.CHECK: every sample is taken in that state.
+fn checkpoint(con: &mut Connection) -> i64 {
+    let _: redis::Value = redis::cmd("CRM.CHECK").arg("10").query(con).unwrap();
+    used_memory(con)
+}
+
 /// One batch of calls, pipelined; errors are part of the mix and are not checked here.
 fn batch(con: &mut Connection, round: usize) {
     let mut pipe = redis::pipe();
@@ -70,40 +76,32 @@ fn used_memory_returns_to_its_baseline() {
         &["--meetings", "2000", "--neighbours", "0", "--users", "50"],
     );
     let mut con = server.connect();
-    // Warm up: the first calls grow server buffers (client query buffer, reply lists) and
-    // the server's own per-command state (Redis 7 allocates a latency histogram for each
-    // command on its first call).
+    // Warm up, then take the baseline in the state every later sample is taken in: the
+    // first calls grow server buffers and the server's own per-command state (Redis 7
+    // allocates a latency histogram for each command, INFO included, on its first call).
     for round in 0..5 {
         batch(&mut con, round);
-        let _: redis::Value = redis::cmd("CRM.CHECK").arg("10").query(&mut con).unwrap();
+        checkpoint(&mut con);
     }
-    used_memory(&mut con); // INFO's own first call allocates its latency histogram
-    let baseline = used_memory(&mut con);
-    let mut round = 0;
-    while round * BATCH < total {
+    let baseline = checkpoint(&mut con);
+    let rounds = total.div_ceil(BATCH);
+    for round in 0..rounds {
         batch(&mut con, round);
-        if round % 100 == 0 {
-            let _: redis::Value = redis::cmd("CRM.CHECK").arg("10").query(&mut con).unwrap();
+        if (round + 1) % (rounds / 10).max(1) == 0 {
+            let sample = checkpoint(&mut con);
             println!(
-                "  after {:>8} calls: used_memory {}",
-                round * BATCH,
-                used_memory(&mut con)
+                "  after {:>9} calls: used_memory {sample}",
+                (round + 1) * BATCH
             );
         }
-        round += 1;
     }
-    // Measured in the same state as the baseline: right after a CRM.CHECK.
-    let _: redis::Value = redis::cmd("CRM.CHECK").arg("10").query(&mut con).unwrap();
-    let after = used_memory(&mut con);
+    let after = checkpoint(&mut con);
     let grown = after - baseline;
-    println!(
-        "used_memory: {baseline} bytes before, {after} after {} calls ({grown:+} bytes)",
-        round * BATCH
-    );
+    let calls = rounds * BATCH;
+    println!("used_memory: {baseline} bytes before, {after} after {calls} calls ({grown:+} bytes)");
     // A leak of one byte per call would show as `total` bytes; buffers move by a few bytes.
     assert!(
         grown < 16 * 1024,
-        "used_memory grew by {grown} bytes over {} calls",
-        round * BATCH
+        "used_memory grew by {grown} bytes over {calls} calls"
     );
 }
