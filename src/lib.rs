@@ -8,7 +8,8 @@ pub mod core;
 pub mod error;
 pub mod store;
 
-// Not in unit tests or fuzz targets: the macro installs Redis's allocator as the global one.
+// Not in unit tests or fuzz targets: the macro installs Redis's allocator as the global one,
+// which works only inside a server (any other program linking the rlib must leave it out).
 #[cfg(not(any(test, fuzzing)))]
 mod module {
     use redis_module::{redis_module, Context, RedisResult, RedisString, Status};

@@ -14,14 +14,14 @@
 mod common;
 
 use common::dataset::Rng;
-use common::{load_seed, Server};
+use common::{env_number, load_seed, Server};
 use redis::{Connection, Value};
 
 /// Keys no command may touch: their names contain a word no random argument holds.
 const BYSTANDER: &str = "bystander";
 
 /// Arguments the module gives meaning to, so random calls get past the first check often.
-const WORDS: [&str; 24] = [
+const WORDS: [&str; 28] = [
     "10",
     "11",
     "1",
@@ -46,6 +46,10 @@ const WORDS: [&str; 24] = [
     "-1",
     "",
     "18446744073709551616",
+    "*",
+    "?",
+    "[a-z]",
+    "\\",
 ];
 
 /// Keys the default templates derive for installation 10 and users 1-4, which the fuzz
@@ -98,11 +102,11 @@ const TEMPLATES: [(&str, &[&str]); 9] = [
 fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
     let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
     // Random bytes never spell the bystanders' word, so no derived key can name one.
-    while bytes
+    while let Some(at) = bytes
         .windows(BYSTANDER.len())
-        .any(|w| w == BYSTANDER.as_bytes())
+        .position(|w| w == BYSTANDER.as_bytes())
     {
-        bytes[0] ^= 1;
+        bytes[at] ^= 0x20;
     }
     bytes
 }
@@ -119,7 +123,77 @@ fn argument(rng: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// A valid call on the seeded data, so that most commands get past parsing and reach keys
+/// (and the keys the fuzz rewrote with other types).
+fn valid_call(rng: &mut Rng) -> Vec<String> {
+    let installation = rng.pick(&["10", "10", "11"]).to_string();
+    let user = rng.pick(&["1", "2", "3", "4"]).to_string();
+    let id = rng.pick(&["11", "19", "7", "23", "500"]).to_string();
+    let mut words: Vec<String> = match rng.below(8) {
+        0..=3 => {
+            let mut words = vec!["CRM.MEETINGS".to_string(), installation, user];
+            for clause in [
+                &["FILTER", "type", "email"][..],
+                &["FILTER", "status", "open"],
+                &["SORTBY", "date", "DESC"],
+                &["LIMIT", "1", "5"],
+                &["RETURN", "2", "clientid", "details"],
+                &["FORMAT", "JSON"],
+            ] {
+                if rng.chance(40) {
+                    words.extend(clause.iter().map(|w| w.to_string()));
+                }
+            }
+            words
+        }
+        4 => [
+            "CRM.MEETING.SET",
+            &installation,
+            &id,
+            "clientid",
+            "7",
+            "type",
+            "sms",
+        ]
+        .iter()
+        .chain(&[
+            "status",
+            "open",
+            "date",
+            "2017-06-12T10:00:00Z",
+            "details",
+            "{}",
+        ])
+        .map(|w| w.to_string())
+        .collect(),
+        5 => vec!["CRM.MEETING.DEL".into(), installation, id],
+        6 => vec!["CRM.EXPLAIN".into(), installation, user],
+        _ => vec![
+            rng.pick(&["CRM.CHECK", "CRM.REPAIR"]).to_string(),
+            installation,
+        ],
+    };
+    // Then up to two mutations: an argument replaced, dropped or added.
+    for _ in 0..rng.below(3) {
+        let at = 1 + rng.below(words.len());
+        match rng.below(3) {
+            0 if at < words.len() => words[at] = String::from_utf8_lossy(&argument(rng)).into(),
+            1 if at < words.len() => {
+                words.remove(at);
+            }
+            _ => words.insert(at, String::from_utf8_lossy(&argument(rng)).into()),
+        }
+    }
+    words
+}
+
 fn random_command(rng: &mut Rng) -> Vec<Vec<u8>> {
+    if rng.chance(50) {
+        return valid_call(rng)
+            .into_iter()
+            .map(String::into_bytes)
+            .collect();
+    }
     let name = rng.pick(&[
         "CRM.MEETINGS",
         "CRM.MEETINGS",
@@ -184,11 +258,21 @@ fn send(con: &mut Connection, command: &[Vec<u8>]) -> redis::RedisResult<Value> 
     cmd.query(con)
 }
 
-/// Keys of every type, under names no template derives.
+/// Keys of every type in the module's own namespaces (`meeting:bystander3`, ...), which
+/// no command can name: no argument holds the word.
 fn write_bystanders(con: &mut Connection, rng: &mut Rng) -> Vec<String> {
+    let namespaces = [
+        "meeting:",
+        "meetings_ins_",
+        "meeting_type:email_ins_",
+        "clients_for_user:",
+        "meeting_",
+        "{10}:meeting:",
+        "",
+    ];
     let mut keys = Vec::new();
-    for n in 0..20 {
-        let key = format!("{BYSTANDER}:{n}");
+    for n in 0..21 {
+        let key = format!("{}{BYSTANDER}{n}", namespaces[n % namespaces.len()]);
         let len = 1 + rng.below(50);
         let value = random_bytes(rng, len);
         let mut cmd = match n % 6 {
@@ -228,14 +312,8 @@ fn dumps(con: &mut Connection, keys: &[String]) -> Vec<Vec<u8>> {
 
 #[test]
 fn random_commands_never_crash_nor_touch_other_keys() {
-    let total: usize = std::env::var("CRM_LIVE_FUZZ_COMMANDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(4_000);
-    let seed: u64 = std::env::var("CRM_LIVE_FUZZ_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(7);
+    let total = env_number("CRM_LIVE_FUZZ_COMMANDS", 4_000) as usize;
+    let seed = env_number("CRM_LIVE_FUZZ_SEED", 7);
     let mut server = Server::start();
     let mut con = server.connect();
     let mut rng = Rng::new(seed);
@@ -306,4 +384,10 @@ fn random_commands_never_crash_nor_touch_other_keys() {
         server.log()
     );
     println!("live fuzz: {sent} commands sent, {errors} error replies, seed {seed}");
+    // The fuzz must reach the data, not only the parser.
+    assert!(
+        (sent - errors) * 10 > sent,
+        "only {} of {sent} commands were answered without an error",
+        sent - errors
+    );
 }

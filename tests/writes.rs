@@ -562,4 +562,23 @@ fn check_and_repair_arguments() {
     let report = check(&mut con, "nowhere");
     assert_eq!(report["meetings"].0, 0);
     assert_clean(&report);
+
+    // A value set of another type is named, not an internal error (found by the live fuzz).
+    set(&mut con, &["10", "1", "clientid", "7", "status", "open"]);
+    redis::cmd("DEL")
+        .arg("meeting_status:open_ins_10")
+        .query::<()>(&mut con)
+        .unwrap();
+    redis::cmd("SET")
+        .arg("meeting_status:open_ins_10")
+        .arg("x")
+        .query::<()>(&mut con)
+        .unwrap();
+    for command in ["CRM.CHECK", "CRM.REPAIR"] {
+        assert_eq!(
+            error_of(&mut con, command, &[b"10"]),
+            "WRONGTYPE Operation against a key holding the wrong kind of value: \
+             'meeting_status:open_ins_10' should be a set"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod execute;
+#[cfg(any(test, fuzzing))]
 pub mod memory;
 pub mod order;
 pub mod page;

@@ -314,7 +314,8 @@ impl MeetingWriter for KeyspaceStore<'_> {
         }
         // Every key is checked (permission, slot, type) before the first write, and no key
         // may be asked to hold two types (templates that render the same name would otherwise
-        // fail half-way through the write).
+        // fail half-way through the write). Two roles of one type (a value set that is also
+        // the installation's set) cannot fail half-way and are left to the configuration.
         let mut kinds: HashMap<&[u8], (&str, KeyKind)> = HashMap::new();
         for (_, setting, kind, args) in &commands {
             if let Some(key) = args.first() {

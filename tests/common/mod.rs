@@ -196,6 +196,14 @@ fn spawn(
         .map_err(|e| format!("cannot run {}: {e}", server_binary()))
 }
 
+/// A number from the environment (the long forms of the reliability tests), or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `CRM_VALGRIND_LOGS`: run every server under valgrind's memcheck, logs in that folder
 /// (`make valgrind`).
 fn valgrind_logs() -> Option<String> {
