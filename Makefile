@@ -100,13 +100,16 @@ reliability: build servers ## The long reliability runs on Redis 8.2: 60 s load,
 # Valkey's wheel is built with libc malloc, so memcheck sees every allocation the module
 # makes (Redis's jemalloc would hide them). The report fails on any leak or memory error
 # from the module's commands.
-VALGRIND_TESTS ?= seed bad_input config writes contexts introspection acl persistence live_fuzz
+# Every integration test file but the cluster's (six servers under valgrind on two cores).
+VALGRIND_TESTS ?= seed bad_input config writes contexts introspection acl persistence live_fuzz \
+	differential load faults memory containment docs examples readme
 VALGRIND_LOGS := target/valgrind
 
-valgrind: build servers ## The integration tests named in VALGRIND_TESTS with every server under valgrind
+valgrind: build servers examples-deps ## The integration tests (all but the cluster's) with every server under valgrind
 	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	cargo build --lib --quiet  # the debug build, for the panic containment test
 	rm -rf $(VALGRIND_LOGS) && mkdir -p $(VALGRIND_LOGS)
-	CRM_SERVER=$(VALKEY) CRM_VALGRIND_LOGS=$(CURDIR)/$(VALGRIND_LOGS) CRM_LIVE_FUZZ_COMMANDS=1000 \
+	CRM_SERVER=$(VALKEY) CRM_VALGRIND_LOGS=$(CURDIR)/$(VALGRIND_LOGS) CRM_LIVE_FUZZ_COMMANDS=1000 CRM_MEMORY_QUERIES=5000 \
 		cargo test --release $(addprefix --test ,$(VALGRIND_TESTS)) -- --test-threads 2
 	python3 scripts/valgrind-report.py $(VALGRIND_LOGS)
 
