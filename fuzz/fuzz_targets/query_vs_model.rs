@@ -3,13 +3,16 @@
 //! Inputs mix odd ids, missing hashes and clients, unparsable sort values and absent keys.
 #![no_main]
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crm_meetings::core::memory::MemoryStore;
 use crm_meetings::core::{execute, parse_query};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/common/model.rs"]
+mod model;
+use model::{model_number, model_row_order};
 
 const IDS: [&str; 12] = [
     "1",
@@ -31,7 +34,7 @@ const FIELDS: [(&str, [&str; 3]); 2] = [
     ("type", ["email", "sms", "call"]),
     ("status", ["open", "close", "x"]),
 ];
-const RANKS: [&str; 8] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10"];
+const RANKS: [&str; 10] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10", "-0", "0"];
 const SCORES: [f64; 6] = [1.0, 2.0, 2.0, -5.0, 1e300, 0.5];
 const INSTALLATION: &str = "10";
 
@@ -190,26 +193,6 @@ fn args(ask: &Ask) -> Vec<String> {
     args
 }
 
-/// A plain decimal number, as a hash sort value must be.
-fn model_number(raw: &str) -> Option<f64> {
-    let plain = !raw.is_empty()
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
-    plain.then(|| raw.parse::<f64>().ok()).flatten()
-}
-
-/// Canonical integers first by value, then every other id by bytes.
-fn model_id_order(a: &str, b: &str) -> Ordering {
-    let integer = |id: &str| id.parse::<i128>().ok().filter(|n| n.to_string() == id);
-    match (integer(a), integer(b)) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => a.as_bytes().cmp(b.as_bytes()),
-    }
-}
-
 type Answer = (u64, Vec<(Vec<u8>, Vec<Option<Vec<u8>>>)>);
 
 fn model(data: &Data, ask: &Ask) -> Answer {
@@ -254,16 +237,7 @@ fn model(data: &Data, ask: &Ask) -> Answer {
         };
         rows.push((value, id));
     }
-    rows.sort_by(|(a, a_id), (b, b_id)| {
-        let by_value = match (a, b) {
-            (Some(a), Some(b)) if ask.descending => b.total_cmp(a),
-            (Some(a), Some(b)) => a.total_cmp(b),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        by_value.then_with(|| model_id_order(a_id, b_id))
-    });
+    rows.sort_by(|(a, a_id), (b, b_id)| model_row_order((*a, a_id), (*b, b_id), ask.descending));
     let fields = ask.returns.clone().unwrap_or_else(|| vec!["details"]);
     let page = rows
         .iter()

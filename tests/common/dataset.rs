@@ -2,11 +2,11 @@
 //! hashes without clientid or details, missing and repeated sort values, odd ids), their
 //! loading into a server, random queries, and a naive model of the expected answer.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use redis::Connection;
 
+use super::model::{model_number, model_row_order};
 use super::Answer;
 
 /// splitmix64: small, seedable, the same on every machine.
@@ -293,14 +293,7 @@ impl Dataset {
             rows.push((value, id));
         }
         rows.sort_by(|(a_value, a_id), (b_value, b_id)| {
-            let by_value = match (a_value, b_value) {
-                (Some(a), Some(b)) if query.descending => b.partial_cmp(a).unwrap(),
-                (Some(a), Some(b)) => a.partial_cmp(b).unwrap(),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            };
-            by_value.then_with(|| model_id_order(a_id, b_id))
+            model_row_order((*a_value, a_id), (*b_value, b_id), query.descending)
         });
         let page = rows
             .iter()
@@ -319,26 +312,6 @@ impl Dataset {
             total: rows.len() as i64,
             page,
         }
-    }
-}
-
-/// The model's reading of a numeric hash value (a plain decimal number).
-fn model_number(raw: &str) -> Option<f64> {
-    let plain = !raw.is_empty()
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
-    plain.then(|| raw.parse::<f64>().ok()).flatten()
-}
-
-/// Canonical integers (those that print back the same) first by value, then bytes.
-fn model_id_order(a: &str, b: &str) -> Ordering {
-    let integer = |id: &str| id.parse::<i128>().ok().filter(|n| n.to_string() == id);
-    match (integer(a), integer(b)) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => a.as_bytes().cmp(b.as_bytes()),
     }
 }
 

@@ -9,6 +9,7 @@
 )]
 
 pub mod dataset;
+pub mod model;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
