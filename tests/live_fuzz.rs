@@ -1,8 +1,8 @@
 //! Live fuzz: thousands of random and malformed commands against a real server with the
-//! module (random arities, huge and binary arguments, derived keys of every type with random
-//! contents, random configuration changes). After every batch the server answers PING and
-//! no reply was an internal error; at the end, the keys no command targets are byte-identical
-//! (DUMP before and after). `CRM_LIVE_FUZZ_COMMANDS` sets the count (default 4,000;
+//! module (mutated valid calls, random arities, huge and binary arguments, derived keys of
+//! every type with random contents, random configuration changes). After every batch the
+//! server answers PING and no reply was an internal error; at the end, keys in the module's
+//! own namespaces that no command could name are byte-identical (DUMP before and after). `CRM_LIVE_FUZZ_COMMANDS` sets the count (default 4,000;
 //! `make reliability` sends 200,000), `CRM_LIVE_FUZZ_SEED` the seed.
 #![allow(
     clippy::unwrap_used,
