@@ -140,11 +140,12 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if valgrind_logs().is_some() {
+        if valgrind_logs().is_some() && matches!(self.child.try_wait(), Ok(None)) {
             // A clean exit (SIGTERM: no ACL or busy script can refuse it), so that valgrind
             // writes its leak report.
             let _ = Command::new("kill")
                 .args(["-TERM", &self.child.id().to_string()])
+                .stderr(Stdio::null())
                 .status();
             let deadline = Instant::now() + Duration::from_secs(120);
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
