@@ -2,9 +2,10 @@
 //! value sets, hashes and date ZSET, SADD/SREM on `clients_for_user:*`, and queries. Every
 //! query is checked online, in the same atomic step as its reply (Redis runs one command at
 //! a time): a script runs CRM.MEETINGS and checks each returned meeting's client against the
-//! user's set, and in the same MULTI the Lua reference computes the expected answer from the
-//! same state. No meeting may ever come back whose client the user cannot see, and every
-//! answer (total and page) must equal the reference's.
+//! user's set at that moment, so no meeting may ever come back whose client the user cannot
+//! see. A quarter of the queries also run the Lua reference in the same MULTI, from the same
+//! state, and their answer (total and page) must equal it; the reference reads every
+//! candidate, so running it for all queries would saturate the server with the checker.
 //!
 //! `CRM_LOAD_CLIENTS` (default 50) and `CRM_LOAD_SECONDS` (default 5; `make reliability`
 //! runs 60) size the run; it prints throughput and p50/p99/p999 latencies.
@@ -46,11 +47,10 @@ return {violations, reply}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
-    /// CRM.MEETINGS with its checks: the checker script and the Lua reference, in one MULTI.
-    CheckedQuery,
-    /// CRM.MEETINGS alone, for the latency a client sees (its answer is checked by the
-    /// checked queries, which ask the same kinds of question).
+    /// CRM.MEETINGS inside the checker script: every returned meeting's client checked.
     Query,
+    /// The same, and the Lua reference's answer in the same MULTI, which must be equal.
+    ModelQuery,
     Set,
     Delete,
     RawWrite,
@@ -58,8 +58,8 @@ enum Op {
 }
 
 const OPS: [Op; 6] = [
-    Op::CheckedQuery,
     Op::Query,
+    Op::ModelQuery,
     Op::Set,
     Op::Delete,
     Op::RawWrite,
@@ -166,6 +166,7 @@ struct Tally {
     latencies: Vec<Vec<u32>>,
     queries: u64,
     rows: u64,
+    model_checked: u64,
 }
 
 /// One client's loop; returns its latencies per op (microseconds) and what it checked.
@@ -181,45 +182,41 @@ fn client(port: u16, seed: u64, until: Instant, checked: &str, reference: &str) 
     };
     while Instant::now() < until {
         let op = match rng.below(100) {
-            0..=29 => Op::CheckedQuery,
-            30..=44 => Op::Query,
-            45..=64 => Op::Set,
+            0..=29 => Op::Query,
+            30..=39 => Op::ModelQuery,
+            40..=64 => Op::Set,
             65..=74 => Op::Delete,
             75..=89 => Op::RawWrite,
             _ => Op::ClientsChange,
         };
         let started = Instant::now();
         match op {
-            Op::Query => {
-                let (module, _) = random_query(&mut rng);
-                redis::cmd("CRM.MEETINGS")
-                    .arg(&module)
-                    .query::<Value>(&mut con)
-                    .unwrap();
-            }
-            Op::CheckedQuery => {
+            Op::Query | Op::ModelQuery => {
                 let (module, lua) = random_query(&mut rng);
-                let (checked_reply, expected): ((i64, Value), Value) = redis::pipe()
-                    .atomic()
+                let mut pipe = redis::pipe();
+                pipe.atomic()
                     .cmd("EVALSHA")
                     .arg(checked)
                     .arg(0)
-                    .arg(&module)
-                    .cmd("EVALSHA")
-                    .arg(reference)
-                    .arg(0)
-                    .arg(&lua)
-                    .query(&mut con)
-                    .unwrap();
-                let (violations, reply) = checked_reply;
+                    .arg(&module);
+                if op == Op::ModelQuery {
+                    pipe.cmd("EVALSHA").arg(reference).arg(0).arg(&lua);
+                }
+                let mut replies: Vec<Value> = pipe.query(&mut con).unwrap();
+                let expected = (replies.len() == 2).then(|| replies.remove(1));
+                let (violations, reply): (i64, Value) =
+                    redis::from_owned_redis_value(replies.remove(0)).unwrap();
                 assert_eq!(
                     violations, 0,
                     "a meeting of a hidden client: {module:?} {reply:?}"
                 );
-                assert_eq!(
-                    reply, expected,
-                    "CRM.MEETINGS {module:?} differs from the reference"
-                );
+                if let Some(expected) = expected {
+                    assert_eq!(
+                        reply, expected,
+                        "CRM.MEETINGS {module:?} differs from the reference"
+                    );
+                    tally.model_checked += 1;
+                }
                 tally.queries += 1;
                 if let Value::Array(items) = &reply {
                     tally.rows += (items.len() as u64).saturating_sub(1);
@@ -309,6 +306,7 @@ fn concurrent_writes_never_show_a_hidden_meeting() {
 
     let queries: u64 = tallies.iter().map(|t| t.queries).sum();
     let rows: u64 = tallies.iter().map(|t| t.rows).sum();
+    let model_checked: u64 = tallies.iter().map(|t| t.model_checked).sum();
     let mut all = 0usize;
     println!("load: {clients} clients for {elapsed:.1} s; latency seen by the client (µs):");
     for (index, op) in OPS.iter().enumerate() {
@@ -328,8 +326,8 @@ fn concurrent_writes_never_show_a_hidden_meeting() {
         );
     }
     println!(
-        "  throughput {:.0} ops/s; {queries} checked queries returned {rows} meetings, \
-         none hidden, every answer equal to the reference",
+        "  throughput {:.0} ops/s; {queries} queries returned {rows} meetings, each checked \
+         against the user's clients: none hidden; {model_checked} answers equal to the reference",
         all as f64 / elapsed
     );
     let info: String = redis::cmd("INFO").arg("crm").query(&mut con).unwrap();
@@ -337,7 +335,7 @@ fn concurrent_writes_never_show_a_hidden_meeting() {
         println!("  server side: {line}");
     }
     assert!(
-        queries > 0 && rows > 0,
+        model_checked > 0 && rows > 0,
         "the load checked no non-empty answer"
     );
 }
