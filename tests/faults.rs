@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::dataset::Rng;
-use common::{assert_check_clean, decode, keyspace_state, replicate, Server, REFERENCE_LUA};
+use common::{assert_check_clean, decode, info, keyspace_state, replicate, Server, REFERENCE_LUA};
 use redis::Connection;
 
 const WRITERS: u64 = 4;
@@ -196,20 +196,9 @@ fn replica_promoted_after_its_primary_dies_holds_every_replicated_write() {
 /// WAIT alone is not enough: the replica may acknowledge its old offset before the new
 /// full copy has loaded.
 fn wait_for_resync(replica: &mut Connection, primary: &mut Connection) {
-    let info = |con: &mut Connection| -> HashMap<String, String> {
-        // LOADING while the copy loads: read as "not yet".
-        let text: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(con)
-            .unwrap_or_default();
-        text.lines()
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.to_string(), value.trim().to_string()))
-            .collect()
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (on_replica, on_primary) = (info(replica), info(primary));
+        let (on_replica, on_primary) = (info(replica, "replication"), info(primary, "replication"));
         let same = |name: &str| {
             on_replica.contains_key(name) && on_replica.get(name) == on_primary.get(name)
         };

@@ -10,17 +10,13 @@
 
 mod common;
 
-use common::{crm_load, env_number, Server};
+use common::{crm_load, env_number, info, Server};
 use redis::{Connection, ConnectionLike, Value};
 
 const BATCH: usize = 1_000;
 
 fn used_memory(con: &mut Connection) -> i64 {
-    let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap()
+    info(con, "memory")["used_memory"].parse().unwrap()
 }
 
 /// `used_memory` right after a CRM.CHECK: every sample is taken in that state.

@@ -11,6 +11,7 @@
 pub mod dataset;
 pub mod model;
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -392,6 +393,19 @@ pub fn replicate(replica: &mut Connection, primary: &Server) {
         assert!(Instant::now() < deadline, "replica link not up: {info}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The fields of one INFO section, by name; empty when the server cannot answer yet
+/// (LOADING while a copy loads).
+pub fn info(con: &mut Connection, section: &str) -> HashMap<String, String> {
+    let text: String = redis::cmd("INFO")
+        .arg(section)
+        .query(con)
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_string(), value.trim().to_string()))
+        .collect()
 }
 
 /// Fails unless CRM.CHECK finds no drift of any kind in `installation`.
