@@ -2,15 +2,16 @@
 //! the key templates and the page size limit. A template is parsed and checked when it is
 //! set, so a bad one is refused by CONFIG SET instead of surfacing in a query.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use redis_module::configuration::{
-    register_i64_configuration, register_string_configuration, ConfigurationContext,
-    ConfigurationFlags, ConfigurationValue,
+    register_bool_configuration, register_i64_configuration, register_string_configuration,
+    ConfigurationContext, ConfigurationFlags, ConfigurationValue,
 };
 use redis_module::{Context, RedisError, RedisString};
 
+use crate::core::index::{parse_plan_setting, PlanSetting};
 use crate::core::query::Bytes;
 use crate::core::write::Schema;
 use crate::error::CrmError;
@@ -136,6 +137,18 @@ pub static FILTER_FIELDS: TextSetting<Vec<Bytes>> =
 pub static SORT_FIELDS: TextSetting<Vec<Bytes>> =
     TextSetting::new("sort-fields", "date", parse_field_list);
 
+/// `crm.index-plan`: how queries use the index (`auto`, or one plan forced, or `keyspace`
+/// to bypass it), for comparing plans and for tests.
+pub static INDEX_PLAN: TextSetting<PlanSetting> =
+    TextSetting::new("index-plan", "auto", parse_plan_setting);
+
+/// `crm.index`: whether queries are answered from the in-memory index.
+pub static INDEX: AtomicBool = AtomicBool::new(true);
+/// `crm.index-max-memory`: the bytes all indexes may hold together; an installation whose
+/// index would pass it is answered from the keyspace.
+pub static INDEX_MAX_MEMORY: AtomicI64 = AtomicI64::new(DEFAULT_INDEX_MAX_MEMORY);
+pub const DEFAULT_INDEX_MAX_MEMORY: i64 = 1 << 30;
+
 /// Space-separated field names, each once.
 fn parse_field_list(text: &str) -> Result<Vec<Bytes>, String> {
     let mut fields: Vec<Bytes> = Vec::new();
@@ -171,6 +184,7 @@ pub fn key_templates() -> Result<KeyTemplates, CrmError> {
 pub fn release() {
     TEMPLATES.iter().for_each(|setting| setting.release());
     FIELD_LISTS.iter().for_each(|setting| setting.release());
+    INDEX_PLAN.release();
 }
 
 /// Registers every setting with the server, loads the values of `redis.conf` (or the
@@ -206,6 +220,32 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
             None,
         );
     }
+    register_string_configuration(
+        ctx,
+        INDEX_PLAN.name,
+        &INDEX_PLAN,
+        INDEX_PLAN.default,
+        ConfigurationFlags::DEFAULT,
+        None,
+    );
+    register_bool_configuration(
+        ctx,
+        "index",
+        &INDEX,
+        true,
+        ConfigurationFlags::DEFAULT,
+        None,
+    );
+    register_i64_configuration(
+        ctx,
+        "index-max-memory",
+        &INDEX_MAX_MEMORY,
+        DEFAULT_INDEX_MAX_MEMORY,
+        0,
+        i64::MAX,
+        ConfigurationFlags::MEMORY,
+        None,
+    );
     // SAFETY: called once from OnLoad with the module's context, after every registration.
     let load_configs = unsafe { redis_module::raw::RedisModule_LoadConfigs }
         .ok_or("this server has no module configurations (Redis 7.0 or later is needed)")?;
@@ -230,6 +270,28 @@ fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
                 .filter(|page| (1..=MAX_PAGE_LIMIT).contains(page))
                 .ok_or_else(|| format!("max-page must be an integer from 1 to {MAX_PAGE_LIMIT}"))?;
             MAX_PAGE.store(page, Ordering::Relaxed);
+            continue;
+        }
+        if name == "index" {
+            let on = match value.to_string_lossy().to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err("index must be yes or no".to_string()),
+            };
+            INDEX.store(on, Ordering::Relaxed);
+            continue;
+        }
+        if name == "index-max-memory" {
+            let bytes = value
+                .parse_integer()
+                .ok()
+                .filter(|bytes| *bytes >= 0)
+                .ok_or("index-max-memory must be a number of bytes")?;
+            INDEX_MAX_MEMORY.store(bytes, Ordering::Relaxed);
+            continue;
+        }
+        if name == INDEX_PLAN.name {
+            INDEX_PLAN.assign(value.as_slice())?;
             continue;
         }
         if let Some(setting) = TEMPLATES.iter().find(|setting| setting.name == name) {
@@ -263,4 +325,16 @@ pub fn schema() -> Result<Schema, CrmError> {
 
 pub fn max_page() -> u64 {
     u64::try_from(MAX_PAGE.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Whether queries may use the index, and how.
+pub fn index_plan() -> PlanSetting {
+    if !INDEX.load(Ordering::Relaxed) {
+        return PlanSetting::Keyspace;
+    }
+    INDEX_PLAN.current().map_or(PlanSetting::Auto, |plan| *plan)
+}
+
+pub fn index_max_memory() -> usize {
+    usize::try_from(INDEX_MAX_MEMORY.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
 }

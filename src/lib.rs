@@ -16,6 +16,7 @@ mod module {
 
     use crate::command::{self, audit, info, meeting_write, meetings};
     use crate::config;
+    use crate::store::indexes;
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         command::run_guarded(ctx, &args, &info::MEETINGS, meetings::meetings)
@@ -75,6 +76,10 @@ mod module {
                 return Status::Err;
             }
         }
+        if let Err(reason) = indexes::subscribe_server_events(ctx) {
+            ctx.log_warning(&format!("crm-meetings: {reason}"));
+            return Status::Err;
+        }
         if let Err(reason) = command::stats::register(ctx) {
             ctx.log_warning(&format!("crm-meetings: {reason}"));
             return Status::Err;
@@ -107,6 +112,10 @@ mod module {
             [info::CHECK.name, crm_check, info::CHECK.flags, 0, 0, 0, ""],
             [info::REPAIR.name, crm_repair, info::REPAIR.flags, 0, 0, 0, ""],
             [info::EXPLAIN.name, crm_explain, info::EXPLAIN.flags, 0, 0, 0, ""],
+        ],
+        // Every class of keyspace event keeps the indexes exact (see store::indexes).
+        event_handlers: [
+            [@ALL: indexes::on_key_event],
         ],
     }
 }

@@ -39,6 +39,9 @@ fn defaults_are_the_seed_schema() {
         ("crm.filter-fields", "type status"),
         ("crm.sort-fields", "date"),
         ("crm.max-page", "1000"),
+        ("crm.index", "yes"),
+        ("crm.index-plan", "auto"),
+        ("crm.index-max-memory", "1073741824"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -117,31 +117,28 @@ fn return_names_other_fields() {
     }
 }
 
-#[test]
-fn explain_traces_the_plan_without_changing_the_answer() {
-    let server = Server::start();
-    let mut con = server.connect();
-    load_seed(&mut con);
-    let before = meetings(&mut con, &SEED_QUERY);
+/// CRM.EXPLAIN of the seed query: the total, and each step's name and fields.
+fn explain_steps(con: &mut Connection) -> (i64, Vec<(String, Vec<Value>)>) {
     let plan: Value = redis::cmd("CRM.EXPLAIN")
         .arg(&SEED_QUERY)
-        .query(&mut con)
+        .query(con)
         .unwrap();
     let Value::Array(items) = plan else {
         panic!("{plan:?}")
     };
     assert_eq!(items[0], Value::SimpleString("total".into()));
-    assert_eq!(items[1], Value::Int(before.total));
+    let Value::Int(total) = items[1] else {
+        panic!("{items:?}")
+    };
     let Value::Array(steps) = &items[3] else {
         panic!()
     };
-    let mut names = Vec::new();
+    let mut named = Vec::new();
     for step in steps {
         let Value::Array(fields) = step else { panic!() };
         let Value::SimpleString(name) = &fields[1] else {
             panic!("{fields:?}")
         };
-        names.push(name.clone());
         for (index, label) in [
             (2, "detail"),
             (4, "estimated"),
@@ -151,10 +148,46 @@ fn explain_traces_the_plan_without_changing_the_answer() {
             assert_eq!(fields[index], Value::SimpleString(label.into()));
         }
         assert!(matches!(fields[5], Value::Int(_)) && matches!(fields[7], Value::Int(_)));
+        named.push((name.clone(), fields.clone()));
     }
+    (total, named)
+}
+
+#[test]
+fn explain_traces_the_plan_without_changing_the_answer() {
+    let server = Server::start();
+    let mut con = server.connect();
+    load_seed(&mut con);
+    let before = meetings(&mut con, &SEED_QUERY);
+    // From the index (the default).
+    let (total, steps) = explain_steps(&mut con);
+    assert_eq!(total, before.total);
+    let names: Vec<&str> = steps.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
         names,
         [
+            "plan",
+            "candidates",
+            "client security",
+            "page",
+            "page check",
+            "fields"
+        ]
+    );
+    // Client security kept 2 of the 2 candidates for user 2.
+    assert_eq!(steps[2].1[7], Value::Int(2));
+    // On the keyspace path: the step that says why, then the keyspace plan.
+    redis::cmd("CONFIG")
+        .arg(&["SET", "crm.index-plan", "keyspace"])
+        .query::<()>(&mut con)
+        .unwrap();
+    let (total, steps) = explain_steps(&mut con);
+    assert_eq!(total, before.total);
+    let names: Vec<&str> = steps.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "index",
             "plan",
             "candidates",
             "filter",
@@ -164,11 +197,7 @@ fn explain_traces_the_plan_without_changing_the_answer() {
             "fields"
         ]
     );
-    // Client security kept 2 of the 2 candidates for user 2; 0 for user 1.
-    let Value::Array(security) = &steps[3] else {
-        panic!()
-    };
-    assert_eq!(security[7], Value::Int(2));
+    assert_eq!(steps[4].1[7], Value::Int(2));
     assert_eq!(meetings(&mut con, &SEED_QUERY), before);
 }
 

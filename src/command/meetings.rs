@@ -11,9 +11,10 @@ use super::{integer, stats};
 use crate::config;
 use crate::core::query::{Format, DETAILS_FIELD};
 use crate::core::write::is_json;
-use crate::core::{execute, execute_traced, parse_query, Page, Query, Trace};
+use crate::core::{parse_query, Page, Query, Trace};
 use crate::error::CrmError;
 use crate::store::access::KeyGuard;
+use crate::store::indexes;
 use crate::store::keyspace::KeyspaceStore;
 
 pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
@@ -23,7 +24,7 @@ pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
         config::key_templates()?,
         KeyGuard::for_caller(ctx, &query.installation)?,
     );
-    let page = execute(&store, &query)?;
+    let page = indexes::answer(ctx, &store, &query, &mut Trace::default())?;
     stats::rows_returned(page.meetings.len());
     Ok(match query.format {
         Format::Resp => resp_reply(&query, page),
@@ -40,7 +41,7 @@ pub fn explain(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
         KeyGuard::for_caller(ctx, &query.installation)?,
     );
     let mut trace = Trace::recording();
-    let page = execute_traced(&store, &query, &mut trace)?;
+    let page = indexes::answer(ctx, &store, &query, &mut trace)?;
     let steps = trace
         .steps
         .into_iter()

@@ -9,6 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use redis_module::{raw, Context};
 
 use super::info;
+use crate::store::indexes;
 use crate::store::redis_key::copy_bytes;
 
 /// Latencies in microseconds: exact below 16, then 8 buckets per power of two, so a
@@ -143,11 +144,16 @@ extern "C" fn resetstat_filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
         }
     };
     let count = unsafe { raw::RedisModule_CommandFilterArgsCount.map_or(0, |count| count(fctx)) };
+    let command = arg(0);
     if count == 2
-        && arg(0).eq_ignore_ascii_case(b"config")
+        && command.eq_ignore_ascii_case(b"config")
         && arg(1).eq_ignore_ascii_case(b"resetstat")
     {
         reset();
+    }
+    // ACL rules change with an ACL command (or an EXEC that holds one).
+    if command.eq_ignore_ascii_case(b"acl") || command.eq_ignore_ascii_case(b"exec") {
+        indexes::acl_changed();
     }
 }
 
@@ -189,6 +195,28 @@ extern "C" fn info_callback(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report
             end(ctx);
         }
         add(ctx, c"rows_returned".as_ptr(), rows);
+        if let Some(index) = indexes::figures() {
+            let [filter_first, client_first, sort_walk] = index.plans;
+            let fields: [(&std::ffi::CStr, u64); 14] = [
+                (c"index_installations", index.installations),
+                (c"index_meetings", index.meetings),
+                (c"index_memory_bytes", index.memory_bytes),
+                (c"index_building", index.building),
+                (c"index_builds", index.builds),
+                (c"index_last_build_ms", index.last_build_ms),
+                (c"index_longest_hold_us", index.longest_hold_us),
+                (c"index_partial_rebuilds", index.partial_rebuilds),
+                (c"index_invalidations", index.invalidations),
+                (c"index_dropped", index.dropped),
+                (c"plan_filter_first", filter_first),
+                (c"plan_client_first", client_first),
+                (c"plan_sort_walk", sort_walk),
+                (c"plan_keyspace", index.keyspace_answers),
+            ];
+            for (field, value) in fields {
+                add(ctx, field.as_ptr() as *const c_char, value);
+            }
+        }
     }
 }
 

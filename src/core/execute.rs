@@ -48,7 +48,7 @@ impl Trace {
         }
     }
 
-    fn record(
+    pub(crate) fn record(
         &mut self,
         name: &'static str,
         detail: impl FnOnce() -> String,

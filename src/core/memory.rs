@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::query::Bytes;
-use super::store::{MeetingRow, MeetingStore, SetRef};
+use super::store::{IndexSource, MeetingRow, MeetingStore, SetRef};
 use crate::error::CrmError;
 
 #[derive(Debug, Default, Clone)]
@@ -109,6 +109,7 @@ impl MeetingStore for MemoryStore {
                 self.meetings.get(id).map(|hash| MeetingRow {
                     client: hash.get(b"clientid".as_slice()).cloned(),
                     sort_value: sort_field.and_then(|field| hash.get(field).cloned()),
+                    expires: false,
                 })
             })
             .collect())
@@ -130,5 +131,32 @@ impl MeetingStore for MemoryStore {
                     .collect()
             })
             .collect())
+    }
+}
+
+/// Scans return everything in one step.
+impl IndexSource for MemoryStore {
+    type Cursor = ();
+
+    fn cursor(&self) -> Result<(), CrmError> {
+        Ok(())
+    }
+
+    fn scan_set(&self, set: SetRef<'_>, _: &(), out: &mut Vec<Bytes>) -> Result<bool, CrmError> {
+        out.extend(self.set_members(set)?);
+        Ok(false)
+    }
+
+    fn scan_sort(
+        &self,
+        _installation: &[u8],
+        field: &[u8],
+        _: &(),
+        out: &mut Vec<(Option<Bytes>, f64)>,
+    ) -> Result<bool, CrmError> {
+        if let Some(scores) = self.sort_indexes.get(field) {
+            out.extend(scores.iter().map(|(id, score)| (Some(id.clone()), *score)));
+        }
+        Ok(false)
     }
 }

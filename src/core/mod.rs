@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod execute;
+pub mod index;
 #[cfg(any(test, fuzzing))]
 pub mod memory;
 pub mod order;

@@ -57,15 +57,16 @@ pub fn parse_sort_value(raw: &[u8]) -> Option<f64> {
 }
 
 /// One visible meeting with what orders it. Descending order is stored as the negated value,
-/// so one `Ord` serves both directions and ties still break by ascending id.
+/// so one `Ord` serves both directions and ties still break by ascending id. The id is owned
+/// (`Bytes`, the keyspace path) or borrowed from the index.
 #[derive(Debug, Clone)]
-pub struct Ranked {
+pub struct Ranked<I = Bytes> {
     key: Option<f64>,
-    pub id: Bytes,
+    pub id: I,
 }
 
-impl Ranked {
-    pub fn new(id: Bytes, value: Option<f64>, direction: Direction) -> Self {
+impl<I: AsRef<[u8]>> Ranked<I> {
+    pub fn new(id: I, value: Option<f64>, direction: Direction) -> Self {
         let key = match direction {
             Direction::Asc => value,
             Direction::Desc => value.map(|v| -v),
@@ -74,7 +75,7 @@ impl Ranked {
     }
 }
 
-impl Ord for Ranked {
+impl<I: AsRef<[u8]>> Ord for Ranked<I> {
     fn cmp(&self, other: &Self) -> Ordering {
         let by_value = match (self.key, other.key) {
             // Values never hold NaN (ZSET scores cannot, parse_sort_value rejects it).
@@ -83,23 +84,23 @@ impl Ord for Ranked {
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         };
-        by_value.then_with(|| compare_ids(&self.id, &other.id))
+        by_value.then_with(|| compare_ids(self.id.as_ref(), other.id.as_ref()))
     }
 }
 
-impl PartialOrd for Ranked {
+impl<I: AsRef<[u8]>> PartialOrd for Ranked<I> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for Ranked {
+impl<I: AsRef<[u8]>> PartialEq for Ranked<I> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for Ranked {}
+impl<I: AsRef<[u8]>> Eq for Ranked<I> {}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]

@@ -2,16 +2,14 @@
 
 use std::collections::BinaryHeap;
 
-use super::order::Ranked;
-
 /// The `count` best items after skipping `offset`, in order. Keeps a max-heap of at most
 /// `offset + count` items, so the work is O(n log(offset + count)) and the memory bounded.
-pub fn cut_page(items: impl IntoIterator<Item = Ranked>, offset: u64, count: u64) -> Vec<Ranked> {
+pub fn cut_page<T: Ord>(items: impl IntoIterator<Item = T>, offset: u64, count: u64) -> Vec<T> {
     let keep = usize::try_from(offset.saturating_add(count)).unwrap_or(usize::MAX);
     if count == 0 || keep == 0 {
         return Vec::new();
     }
-    let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
+    let mut best: BinaryHeap<T> = BinaryHeap::new();
     for item in items {
         if best.len() < keep {
             best.push(item);
@@ -32,6 +30,7 @@ pub fn cut_page(items: impl IntoIterator<Item = Ranked>, offset: u64, count: u64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::order::Ranked;
     use crate::core::query::Direction;
 
     fn ranked(values: &[u32]) -> Vec<Ranked> {

@@ -30,6 +30,8 @@ pub struct MeetingRow {
     pub client: Option<Bytes>,
     /// The sort field read from the hash, when the query sorts by a hash field.
     pub sort_value: Option<Bytes>,
+    /// Whether the hash has a TTL (the index then checks it before each answer).
+    pub expires: bool,
 }
 
 pub trait MeetingStore {
@@ -84,4 +86,31 @@ pub trait MeetingWriter {
     /// Applies the effects of one write to one meeting. Every key they touch is checked
     /// first, so a key of the wrong type fails the write before anything changes.
     fn apply(&self, installation: &[u8], id: &[u8], effects: &[Effect]) -> Result<(), CrmError>;
+}
+
+/// What the in-memory index reads on top of a query's reads: sets and sort ZSETs in
+/// resumable steps, so that loading a big one never holds the server for long.
+pub trait IndexSource: MeetingStore {
+    /// Where a scan stopped; a scan restarted from a fresh cursor reads everything again.
+    type Cursor;
+
+    fn cursor(&self) -> Result<Self::Cursor, CrmError>;
+
+    /// Appends some members of the set to `out`; `false` once the scan is complete.
+    fn scan_set(
+        &self,
+        set: SetRef<'_>,
+        cursor: &Self::Cursor,
+        out: &mut Vec<Bytes>,
+    ) -> Result<bool, CrmError>;
+
+    /// Appends some `(meeting id, score)` pairs of the sort field's sorted set to `out`
+    /// (`None` for a member that names no meeting); `false` once the scan is complete.
+    fn scan_sort(
+        &self,
+        installation: &[u8],
+        field: &[u8],
+        cursor: &Self::Cursor,
+        out: &mut Vec<(Option<Bytes>, f64)>,
+    ) -> Result<bool, CrmError>;
 }

@@ -251,29 +251,29 @@ pub fn plan_delete(stored: Option<&[(Bytes, Option<Bytes>)]>, schema: &Schema) -
 }
 
 /// CRM.MEETING.SET: validates, reads the tracked fields, applies the effects. Returns
-/// whether the meeting was created.
+/// whether the meeting was created, and the effects applied.
 pub fn set_meeting<S: MeetingWriter>(
     store: &S,
     write: &MeetingWrite,
     schema: &Schema,
-) -> Result<bool, CrmError> {
+) -> Result<(bool, Vec<Effect>), CrmError> {
     let stored = read_tracked(store, &write.installation, &write.id, schema)?;
     let (created, effects) = plan_set(write, stored.as_deref(), schema)?;
     store.apply(&write.installation, &write.id, &effects)?;
-    Ok(created)
+    Ok((created, effects))
 }
 
-/// CRM.MEETING.DEL: returns whether there was a meeting to delete.
+/// CRM.MEETING.DEL: returns whether there was a meeting to delete, and the effects applied.
 pub fn delete_meeting<S: MeetingWriter>(
     store: &S,
     installation: &[u8],
     id: &[u8],
     schema: &Schema,
-) -> Result<bool, CrmError> {
+) -> Result<(bool, Vec<Effect>), CrmError> {
     let stored = read_tracked(store, installation, id, schema)?;
     let effects = plan_delete(stored.as_deref(), schema);
     store.apply(installation, id, &effects)?;
-    Ok(stored.is_some())
+    Ok((stored.is_some(), effects))
 }
 
 type StoredFields = Vec<(Bytes, Option<Bytes>)>;

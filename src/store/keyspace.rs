@@ -7,9 +7,9 @@ use redis_module::{CallOptionsBuilder, CallResult, Context, RedisValue};
 
 use super::access::{KeyGuard, Need};
 use super::keys::{KeyTemplates, Placeholder};
-use super::redis_key::{ModuleString, ReadKey};
+use super::redis_key::{ModuleString, ReadKey, ScanCursor};
 use crate::core::query::Bytes;
-use crate::core::store::{MeetingRow, MeetingStore, MeetingWriter, SetRef};
+use crate::core::store::{IndexSource, MeetingRow, MeetingStore, MeetingWriter, SetRef};
 use crate::core::write::{Effect, CLIENT_FIELD};
 use crate::error::{printable, CrmError, KeyKind};
 
@@ -97,7 +97,7 @@ impl<'a> KeyspaceStore<'a> {
         })
     }
 
-    fn meeting_key(&self, installation: &[u8], id: &[u8], name: &mut Bytes) {
+    pub fn meeting_key(&self, installation: &[u8], id: &[u8], name: &mut Bytes) {
         self.keys.meeting.render_into(name, |slot| match slot {
             Placeholder::Installation => installation,
             Placeholder::Id => id,
@@ -123,6 +123,17 @@ impl<'a> KeyspaceStore<'a> {
         ids: &[Bytes],
         fields: &[&[u8]],
     ) -> Result<Vec<Option<Vec<Option<Bytes>>>>, CrmError> {
+        self.read_meetings_with(installation, ids, fields, |_, values| values)
+    }
+
+    /// `read_meetings`, with each hash's values passed through `row` with its open key.
+    fn read_meetings_with<T>(
+        &self,
+        installation: &[u8],
+        ids: &[Bytes],
+        fields: &[&[u8]],
+        row: impl Fn(&ReadKey, Vec<Option<Bytes>>) -> T,
+    ) -> Result<Vec<Option<T>>, CrmError> {
         let fields: Vec<ModuleString> = fields
             .iter()
             .map(|field| ModuleString::new(field))
@@ -137,7 +148,7 @@ impl<'a> KeyspaceStore<'a> {
                     .iter()
                     .map(|field| key.hash_field(field))
                     .collect::<Result<_, _>>()?;
-                Some(values)
+                Some(row(&key, values))
             } else {
                 None
             });
@@ -215,19 +226,14 @@ impl MeetingStore for KeyspaceStore<'_> {
         sort_field: Option<&[u8]>,
     ) -> Result<Vec<Option<MeetingRow>>, CrmError> {
         let fields: Vec<&[u8]> = std::iter::once(CLIENT_FIELD).chain(sort_field).collect();
-        let rows = self.read_meetings(installation, ids, &fields)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                row.map(|values| {
-                    let mut values = values.into_iter();
-                    MeetingRow {
-                        client: values.next().flatten(),
-                        sort_value: values.next().flatten(),
-                    }
-                })
-            })
-            .collect())
+        self.read_meetings_with(installation, ids, &fields, |key, values| {
+            let mut values = values.into_iter();
+            MeetingRow {
+                client: values.next().flatten(),
+                sort_value: values.next().flatten(),
+                expires: key.has_expire().unwrap_or(false),
+            }
+        })
     }
 
     fn fields(
@@ -341,7 +347,55 @@ impl MeetingWriter for KeyspaceStore<'_> {
     }
 }
 
+impl IndexSource for KeyspaceStore<'_> {
+    type Cursor = ScanCursor;
+
+    fn cursor(&self) -> Result<ScanCursor, CrmError> {
+        ScanCursor::new()
+    }
+
+    fn scan_set(
+        &self,
+        set: SetRef<'_>,
+        cursor: &ScanCursor,
+        out: &mut Vec<Bytes>,
+    ) -> Result<bool, CrmError> {
+        self.open_set(set)?.scan_step(cursor, out)
+    }
+
+    fn scan_sort(
+        &self,
+        installation: &[u8],
+        field: &[u8],
+        cursor: &ScanCursor,
+        out: &mut Vec<(Option<Bytes>, f64)>,
+    ) -> Result<bool, CrmError> {
+        let key = self.open(&self.sort_key(installation, field), SORT_KEY)?;
+        if !key.exists_as(KeyKind::SortedSet)? {
+            return Ok(false);
+        }
+        let mut members = Vec::new();
+        let more = key.scan_scored_step(cursor, &mut members)?;
+        out.extend(members.into_iter().map(|(member, score)| {
+            let id = self
+                .keys
+                .sort_member
+                .capture(&member, Placeholder::Id, |slot| match slot {
+                    Placeholder::Installation => installation,
+                    _ => b"",
+                });
+            (id, score)
+        }));
+        Ok(more)
+    }
+}
+
 impl KeyspaceStore<'_> {
+    /// The templates the store names keys with.
+    pub fn templates(&self) -> &KeyTemplates {
+        &self.keys
+    }
+
     /// Runs one write command and propagates it to replicas and the AOF. The module
     /// propagates these effects (the server wraps one call's effects in MULTI/EXEC), never
     /// its own command, so replicas and AOF loading need no module to stay exact.

@@ -71,6 +71,10 @@ impl ScanCursor {
     }
 }
 
+// SAFETY: a cursor is created, used and destroyed on the main thread only (commands,
+// timers); the index registry that keeps it between steps is a static behind a mutex.
+unsafe impl Send for ScanCursor {}
+
 impl Drop for ScanCursor {
     fn drop(&mut self) {
         // SAFETY: we own the cursor.
@@ -211,6 +215,55 @@ impl ReadKey {
         let data = ptr::from_mut(out).cast::<c_void>();
         // SAFETY: a live cursor and key; the callback only pushes bytes.
         Ok(unsafe { scan_key(self.handle, cursor.0, Some(collect), data) } != 0)
+    }
+
+    /// One ScanKey call on a sorted set: appends some `(member, score)` pairs to `out` and
+    /// says whether more remain.
+    pub fn scan_scored_step(
+        &self,
+        cursor: &ScanCursor,
+        out: &mut Vec<(Bytes, f64)>,
+    ) -> Result<bool, CrmError> {
+        if self.handle.is_null() {
+            return Ok(false);
+        }
+        let scan_key = api!(RedisModule_ScanKey);
+
+        extern "C" fn collect(
+            _key: *mut raw::RedisModuleKey,
+            member: *mut raw::RedisModuleString,
+            score: *mut raw::RedisModuleString,
+            data: *mut c_void,
+        ) {
+            // SAFETY: `data` is the `out` vector, alive for the whole call.
+            let out = unsafe { &mut *data.cast::<Vec<(Bytes, f64)>>() };
+            // The server hands the score as a string that round-trips the double.
+            let score = std::str::from_utf8(&copy_bytes(score))
+                .ok()
+                .and_then(|text| text.parse::<f64>().ok());
+            if let (false, Some(score)) = (member.is_null(), score) {
+                out.push((copy_bytes(member), score));
+            }
+        }
+
+        let data = ptr::from_mut(out).cast::<c_void>();
+        // SAFETY: a live cursor and key; the callback only pushes bytes.
+        Ok(unsafe { scan_key(self.handle, cursor.0, Some(collect), data) } != 0)
+    }
+
+    /// Whether the key will expire (`false` for a missing key).
+    pub fn has_expire(&self) -> Result<bool, CrmError> {
+        if self.handle.is_null() {
+            return Ok(false);
+        }
+        let get_expire = api!(RedisModule_GetExpire);
+        // SAFETY: non-NULL handle of an open key.
+        Ok(unsafe { get_expire(self.handle) } != i64::from(raw::REDISMODULE_NO_EXPIRE))
+    }
+
+    /// Whether the key is missing (or expired).
+    pub fn is_missing(&self) -> bool {
+        self.handle.is_null()
     }
 
     /// One field of a hash (call after `exists_as(KeyKind::Hash)` returned true).

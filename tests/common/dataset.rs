@@ -153,10 +153,15 @@ impl Dataset {
     }
 
     /// Writes the dataset, and a neighbour installation `other` with different members,
-    /// into an empty database.
+    /// into an empty server.
     pub fn load(&self, con: &mut Connection) {
+        redis::cmd("FLUSHALL").query::<()>(con).expect("FLUSHALL");
+        self.write(con);
+    }
+
+    /// Writes the dataset into the selected database as it is.
+    pub fn write(&self, con: &mut Connection) {
         let mut pipe = redis::pipe();
-        pipe.cmd("FLUSHALL").ignore();
         for ((field, value), ids) in &self.filter_sets {
             if !ids.is_empty() {
                 pipe.cmd("SADD")
