@@ -94,6 +94,7 @@ mod module {
     }
 
     fn deinit(_ctx: &Context) -> Status {
+        indexes::drop_all();
         config::release();
         Status::Ok
     }

@@ -12,23 +12,29 @@
 //! and no meeting row waits to be read; the planner then picks the cheapest way through
 //! the bitmaps, and the page is checked against the keyspace before it is returned.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
+use super::buckets::Buckets;
+use super::dense::{bitmap_bytes, Chunked, Ordinals};
 use super::execute::{Page, Trace};
 use super::order::{compare_ids, Ranked};
 use super::page::cut_page;
 use super::query::{Bytes, Direction, Query};
 use super::store::{IndexSource, MeetingRow, MeetingStore, SetRef};
-use super::write::Effect;
+use super::write::{Effect, CLIENT_FIELD};
 use crate::error::{printable, CrmError};
 
 /// The client ordinal of a meeting without a hash or without a client.
 const NO_CLIENT: u32 = u32::MAX;
 /// Meeting rows read per store call while loading.
-const ROW_BATCH: usize = 256;
+const ROW_BATCH: usize = 128;
+/// A client bitmap's own bytes: the struct and one container's header.
+const CLIENT_BITMAP_HEADER: usize = 64;
+/// What intersecting one score range costs, in heap steps (one score lookup each).
+const WALK_RANGE_COST: u64 = 16;
 
 /// A set of the installation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -143,9 +149,9 @@ struct SortPart<C> {
     /// Members of the sorted set that name no meeting (they still make it exist).
     foreign: u64,
     /// Score per ordinal; NaN where the meeting has none (scores are never NaN).
-    scores: Vec<f64>,
-    /// `(order key of the score, ordinal)`, for walking in score order both ways.
-    order: BTreeSet<(u64, u32)>,
+    scores: Chunked<f64>,
+    /// The meetings with a score by score range, for walking in score order both ways.
+    order: Buckets,
     scored: RoaringBitmap,
 }
 
@@ -173,13 +179,14 @@ pub struct IndexCounters {
 
 pub struct Index<C> {
     installation: Bytes,
-    ids: Vec<Bytes>,
-    ordinals: HashMap<Bytes, u32>,
-    id_bytes: usize,
-    client_of: Vec<u32>,
-    client_ids: Vec<Bytes>,
-    client_ordinals: HashMap<Bytes, u32>,
-    client_meetings: Vec<RoaringBitmap>,
+    ordinals: Ordinals,
+    client_of: Chunked<u32>,
+    /// Client ids and their ordinals.
+    clients: Ordinals,
+    /// The meetings of each client.
+    client_meetings: Chunked<RoaringBitmap>,
+    /// Meetings with a client (the members of all client bitmaps).
+    with_client: u64,
     /// Ordinals whose hash must be read (new meetings, changed hashes).
     rows_pending: RoaringBitmap,
     /// Ordinals whose hash could not be read (a key of another type): a query with one of
@@ -208,13 +215,11 @@ impl<C> Index<C> {
     pub fn new(installation: Bytes) -> Self {
         Index {
             installation,
-            ids: Vec::new(),
-            ordinals: HashMap::new(),
-            id_bytes: 0,
-            client_of: Vec::new(),
-            client_ids: Vec::new(),
-            client_ordinals: HashMap::new(),
-            client_meetings: Vec::new(),
+            ordinals: Ordinals::default(),
+            client_of: Chunked::default(),
+            clients: Ordinals::default(),
+            client_meetings: Chunked::default(),
+            with_client: 0,
             rows_pending: RoaringBitmap::new(),
             broken: RoaringBitmap::new(),
             expiring: RoaringBitmap::new(),
@@ -231,7 +236,7 @@ impl<C> Index<C> {
 
     /// Meetings the index knows (ordinals handed out).
     pub fn meetings(&self) -> usize {
-        self.ids.len()
+        self.ordinals.len()
     }
 
     /// The parts a query reads.
@@ -284,8 +289,8 @@ impl<C> Index<C> {
                             load: Load::Stale,
                             exists: false,
                             foreign: 0,
-                            scores: Vec::new(),
-                            order: BTreeSet::new(),
+                            scores: Chunked::default(),
+                            order: Buckets::default(),
                             scored: RoaringBitmap::new(),
                         },
                     );
@@ -344,7 +349,7 @@ impl<C> Index<C> {
 
     /// The meeting's hash changed: its row is read again before the next answer.
     pub fn meeting_changed(&mut self, id: &[u8]) {
-        if let Some(&ordinal) = self.ordinals.get(id) {
+        if let Some(ordinal) = self.ordinals.get(id) {
             self.rows_pending.insert(ordinal);
         }
     }
@@ -431,37 +436,30 @@ impl<C> Index<C> {
 
     /// The ordinal of `id`, handed out (with its row to be read) when new.
     fn ordinal(&mut self, id: &[u8]) -> Result<u32, CrmError> {
-        if let Some(&ordinal) = self.ordinals.get(id) {
-            return Ok(ordinal);
-        }
-        let ordinal = u32::try_from(self.ids.len())
-            .ok()
-            .filter(|&o| o < NO_CLIENT)
+        let (ordinal, new) = self
+            .ordinals
+            .insert(id, NO_CLIENT)
             .ok_or_else(|| CrmError::Internal("the index is full".into()))?;
-        self.ids.push(id.to_vec());
-        self.ordinals.insert(id.to_vec(), ordinal);
-        self.id_bytes += id.len();
-        self.client_of.push(NO_CLIENT);
-        self.rows_pending.insert(ordinal);
+        if new {
+            self.client_of.push(NO_CLIENT);
+            self.rows_pending.insert(ordinal);
+        }
         Ok(ordinal)
     }
 
     fn client_ordinal(&mut self, client: &[u8]) -> Result<u32, CrmError> {
-        if let Some(&ordinal) = self.client_ordinals.get(client) {
-            return Ok(ordinal);
-        }
-        let ordinal = u32::try_from(self.client_ids.len())
-            .ok()
-            .filter(|&o| o < NO_CLIENT)
+        let (ordinal, new) = self
+            .clients
+            .insert(client, NO_CLIENT)
             .ok_or_else(|| CrmError::Internal("the index is full".into()))?;
-        self.client_ids.push(client.to_vec());
-        self.client_ordinals.insert(client.to_vec(), ordinal);
-        self.client_meetings.push(RoaringBitmap::new());
+        if new {
+            self.client_meetings.push(RoaringBitmap::new());
+        }
         Ok(ordinal)
     }
 
     fn id(&self, ordinal: u32) -> &[u8] {
-        self.ids.get(ordinal as usize).map_or(&[], Vec::as_slice)
+        self.ordinals.id(ordinal)
     }
 
     /// Moves a meeting to another client, in the client bitmaps and every cached set of
@@ -476,9 +474,11 @@ impl<C> Index<C> {
         }
         if let Some(meetings) = self.client_meetings.get_mut(old as usize) {
             meetings.remove(ordinal);
+            self.with_client -= 1;
         }
         if let Some(meetings) = self.client_meetings.get_mut(client as usize) {
             meetings.insert(ordinal);
+            self.with_client += 1;
         }
         for user in self.users.values_mut() {
             if let Some(visible) = &mut user.visible {
@@ -754,22 +754,20 @@ impl<C> Index<C> {
 
     /// An estimate of the heap memory the index holds, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        const VEC: usize = std::mem::size_of::<Bytes>();
-        // A hash map entry: the key, the value, a control byte, at the usual load.
-        const ENTRY: usize = (VEC + 4 + 1) * 8 / 7;
-        let bitmap = |b: &RoaringBitmap| b.serialized_size();
-        let ids = self.ids.capacity() * VEC + self.ordinals.capacity() * ENTRY + 2 * self.id_bytes;
-        let clients = self.client_of.capacity() * 4
-            + self.client_ids.capacity() * VEC
-            + self.client_ordinals.capacity() * ENTRY
-            + self.client_ids.iter().map(|c| 2 * c.len()).sum::<usize>()
-            + self.client_meetings.iter().map(bitmap).sum::<usize>();
+        let bitmap = bitmap_bytes;
+        let ids = self.ordinals.bytes();
+        // Client bitmaps are sparse (two bytes a meeting) and too many to walk each time.
+        let clients = self.client_of.bytes()
+            + self.clients.bytes()
+            + self.client_meetings.bytes()
+            + self.client_meetings.len() * CLIENT_BITMAP_HEADER
+            + usize::try_from(self.with_client).unwrap_or(usize::MAX) * 2;
         let sets: usize = self.sets.values().map(|p| bitmap(&p.members)).sum();
         // A B-tree entry is 12 bytes in nodes that are about two thirds full.
         let sorts: usize = self
             .sorts
             .values()
-            .map(|p| p.scores.capacity() * 8 + p.order.len() * 18 + bitmap(&p.scored))
+            .map(|p| p.scores.bytes() + p.order.bytes() + bitmap(&p.scored))
             .sum();
         let users: usize = self
             .users
@@ -794,18 +792,23 @@ impl<C> Index<C> {
             Some(sort) if sort.exists => {}
             _ => return Ok(Answer::Unsupported("the sort field has no sorted set")),
         }
-        let Some(candidates) = self.candidates(query) else {
+        let Some(groups) = filter_groups(&self.sets, query) else {
             return Ok(Answer::Unsupported("a set the query reads is not loaded"));
         };
         let Some(user) = self.users.get(&query.user) else {
             return Ok(Answer::Unsupported("the user's clients are not loaded"));
         };
-        // The keyspace path reads every candidate's hash unless the user sees no client.
-        if !user.clients.is_empty() && !candidates.is_disjoint(&self.broken) {
+        // The keyspace path reads every candidate's hash unless the user sees no client:
+        // a broken one among them must give its error.
+        if !user.clients.is_empty()
+            && !self.broken.is_empty()
+            && !intersect(&groups).is_disjoint(&self.broken)
+        {
             return Ok(Answer::Unsupported("a candidate's hash cannot be read"));
         }
-        // Client-first costs the union of the user's client bitmaps unless it is cached;
-        // filter-first costs a client check per candidate.
+        // Client-first costs the union of the user's client bitmaps unless it is cached (a
+        // cached union serves every later query of the user, so it is worth building when
+        // it costs a few times the candidates); filter-first costs a check per candidate.
         let union_cost: u64 = match &user.visible {
             Some(_) => 0,
             None => user
@@ -815,42 +818,44 @@ impl<C> Index<C> {
                 .map(RoaringBitmap::len)
                 .sum(),
         };
+        let candidates_estimate = groups
+            .iter()
+            .map(|group| group.iter().map(|set| set.len()).sum::<u64>())
+            .min()
+            .unwrap_or(0);
         let client_first = match forced {
             Some(kind) => kind != PlanKind::FilterFirst,
-            None => union_cost <= candidates.len(),
+            None => union_cost <= candidates_estimate.saturating_mul(4),
         };
-        let candidates_done = Instant::now();
         let detail = || {
             format!(
-                "index ({}): {} candidates, {} meetings to union for the user's clients{}",
+                "index ({}): about {candidates_estimate} candidates, {union_cost} meetings \
+                 to union for the user's clients; {}",
                 match forced {
                     Some(_) => "plan forced by crm.index-plan",
                     None => "planner",
                 },
-                candidates.len(),
-                union_cost,
                 if client_first {
-                    ""
+                    "visible meetings first"
                 } else {
-                    "; checking candidates is cheaper"
+                    "checking each candidate's client is cheaper"
                 }
             )
         };
-        trace.record("plan", detail, 0, 0, candidates_done);
-        trace.record(
-            "candidates",
-            || "filter bitmaps intersected".into(),
-            candidates.len() as usize,
-            candidates.len() as usize,
-            started,
-        );
+        trace.record("plan", detail, 0, 0, started);
+
         let started = Instant::now();
         let matches = if client_first {
-            match self.visible(&query.user) {
-                Some(visible) => &candidates & visible,
-                None => RoaringBitmap::new(),
-            }
+            let visible = self.users.get_mut(&query.user).map(|user| {
+                visible(
+                    user,
+                    &self.client_meetings,
+                    &mut self.counters.visible_built,
+                )
+            });
+            visible.map_or_else(RoaringBitmap::new, |visible| restrict(visible, &groups))
         } else {
+            let candidates = intersect(&groups);
             let clients = &user.clients;
             let client_of = &self.client_of;
             RoaringBitmap::from_sorted_iter(candidates.iter().filter(|&o| {
@@ -862,28 +867,30 @@ impl<C> Index<C> {
         };
         let total = matches.len();
         let how = if client_first {
-            "visible meetings of the user's clients"
+            "the user's visible meetings intersected with the filters"
         } else {
-            "client of each candidate checked"
+            "the filters intersected, then each candidate's client checked"
         };
+        let estimate = usize::try_from(candidates_estimate).unwrap_or(usize::MAX);
         trace.record(
             "client security",
             || how.into(),
-            candidates.len() as usize,
+            estimate,
             total as usize,
             started,
         );
+
         let Some(sort) = self.sorts.get(&query.sort.field) else {
             return Ok(Answer::Unsupported("the sort field has no sorted set"));
         };
-        // Walking in sort order finds the page after about keep * scored / total steps;
-        // a heap over the matches costs one step per match.
+        // Walking the score ranges costs a bitmap intersection per range until the page is
+        // full; a heap costs a score lookup per match.
         let keep = query.offset.saturating_add(query.count);
+        let ranges = sort.order.len() as u64;
+        let ranges_needed = (ranges.saturating_mul(keep) / total.max(1)).clamp(1, ranges.max(1));
         let walk = match forced {
             Some(kind) => kind == PlanKind::SortWalk,
-            None => {
-                client_first && keep.saturating_mul(sort.scored.len()) / total.max(1) < total / 2
-            }
+            None => ranges_needed.saturating_mul(WALK_RANGE_COST) < total,
         };
         let kind = match (walk, client_first) {
             (true, _) => PlanKind::SortWalk,
@@ -913,142 +920,110 @@ impl<C> Index<C> {
                 .map(|ranked| ranked.id.1)
                 .collect()
         };
-        let detail = || format!("{} by {}", kind.name(), printable(&query.sort.field));
+        let detail = || {
+            let how = if walk { "score ranges walked" } else { "heap" };
+            format!("{how}, by {}", printable(&query.sort.field))
+        };
         trace.record("page", detail, page.len(), page.len(), started);
 
-        let started = Instant::now();
-        if !self.page_is_current(store, query, &page)? {
-            return Ok(Answer::Changed);
-        }
-        trace.record(
-            "page check",
-            || "client of each meeting read back".into(),
-            page.len(),
-            page.len(),
-            started,
-        );
+        // One read of each page meeting's hash: its client, for the check, and the fields.
         let started = Instant::now();
         let ids: Vec<Bytes> = page.iter().map(|&o| self.id(o).to_vec()).collect();
-        let fields = query.returned_fields();
-        let values = store.fields(&self.installation, &ids, &fields)?;
+        let returned = query.returned_fields();
+        let fields: Vec<&[u8]> = std::iter::once(CLIENT_FIELD)
+            .chain(returned.iter().copied())
+            .collect();
+        let mut rows = store.fields(&self.installation, &ids, &fields)?;
+        let live_clients: Vec<Option<Bytes>> = rows
+            .iter_mut()
+            .map(|row| if row.is_empty() { None } else { row.remove(0) })
+            .collect();
+        if !self.page_is_current(store, query, &page, live_clients)? {
+            return Ok(Answer::Changed);
+        }
         let names = || {
-            let names: Vec<String> = fields.iter().map(|field| printable(field)).collect();
-            names.join(" ")
+            let names: Vec<String> = returned.iter().map(|field| printable(field)).collect();
+            format!("{}; client of each meeting checked", names.join(" "))
         };
-        trace.record("fields", names, ids.len(), values.len(), started);
+        trace.record("fields", names, ids.len(), rows.len(), started);
         Ok(Answer::Page(
             Page {
                 total,
-                meetings: ids.into_iter().zip(values).collect(),
+                meetings: ids.into_iter().zip(rows).collect(),
             },
             kind,
         ))
     }
 
-    /// AND over the FILTER groups of the OR of each group's value bitmaps (smallest group
-    /// first), or the installation's set without FILTER.
-    fn candidates(&self, query: &Query) -> Option<RoaringBitmap> {
-        if query.filters.is_empty() {
-            return self.sets.get(&SetName::Meetings).map(|p| p.members.clone());
-        }
-        let mut groups = Vec::with_capacity(query.filters.len());
-        for group in &query.filters {
-            let mut union = RoaringBitmap::new();
-            for value in &group.values {
-                let name = SetName::Value(group.field.clone(), value.clone());
-                union |= &self.sets.get(&name)?.members;
-            }
-            groups.push(union);
-        }
-        groups.sort_by_key(RoaringBitmap::len);
-        let mut groups = groups.into_iter();
-        let mut result = groups.next()?;
-        for group in groups {
-            result &= group;
-        }
-        Some(result)
-    }
-
-    /// The user's visible meetings, computed and cached when missing.
-    fn visible(&mut self, user: &[u8]) -> Option<&RoaringBitmap> {
-        let part = self.users.get_mut(user)?;
-        let client_meetings = &self.client_meetings;
-        let built = &mut self.counters.visible_built;
-        Some(part.visible.get_or_insert_with(|| {
-            *built += 1;
-            let mut visible = RoaringBitmap::new();
-            for client in &part.clients {
-                if let Some(meetings) = client_meetings.get(client as usize) {
-                    visible |= meetings;
-                }
-            }
-            visible
-        }))
-    }
-
-    /// The page by walking the sort order: equal scores are gathered and ordered by id,
+    /// The page by walking the score ranges in order: the matches of each range are
+    /// counted (ranges before the offset are skipped whole), then ordered by score and id;
     /// meetings without a score come last, by id.
     fn walk(&self, sort: &SortPart<C>, matches: &RoaringBitmap, query: &Query) -> Vec<u32> {
         let keep = query.offset.saturating_add(query.count);
+        let descending = query.sort.direction == Direction::Desc;
         let mut page = Vec::new();
         let mut seen = 0u64;
-        let mut group: Vec<u32> = Vec::new();
-        let mut emit = |group: &mut Vec<u32>, page: &mut Vec<u32>| {
-            group.sort_by(|&a, &b| compare_ids(self.id(a), self.id(b)));
-            for ordinal in group.drain(..) {
-                if seen >= keep {
+        // Orders one range's matches and takes what falls in the page; true once full.
+        let emit = |mut members: Vec<(u64, u32)>, seen: &mut u64, page: &mut Vec<u32>| {
+            members.sort_by(|a, b| {
+                let by_key = if descending {
+                    b.0.cmp(&a.0)
+                } else {
+                    a.0.cmp(&b.0)
+                };
+                by_key.then_with(|| compare_ids(self.id(a.1), self.id(b.1)))
+            });
+            for (_, ordinal) in members {
+                if *seen >= keep {
                     break;
                 }
-                if seen >= query.offset {
+                if *seen >= query.offset {
                     page.push(ordinal);
                 }
-                seen += 1;
+                *seen += 1;
             }
-            seen >= keep
+            *seen >= keep
         };
-        let order: Box<dyn Iterator<Item = &(u64, u32)>> = match query.sort.direction {
-            Direction::Asc => Box::new(sort.order.iter()),
-            Direction::Desc => Box::new(sort.order.iter().rev()),
-        };
-        let mut current = None;
-        for &(key, ordinal) in order {
-            if current != Some(key) {
-                if emit(&mut group, &mut page) {
-                    return page;
-                }
-                current = Some(key);
+        let key_of = |o: u32| sort.scores.get(o as usize).map_or(0, |&s| order_key(s));
+        for range in sort.order.in_order(descending) {
+            let found = range.intersection_len(matches);
+            if found == 0 {
+                continue;
             }
-            if matches.contains(ordinal) {
-                group.push(ordinal);
+            if seen + found <= query.offset {
+                seen += found;
+                continue;
+            }
+            let members = (range & matches).iter().map(|o| (key_of(o), o)).collect();
+            if emit(members, &mut seen, &mut page) {
+                return page;
             }
         }
-        if emit(&mut group, &mut page) {
-            return page;
-        }
-        let mut unscored: Vec<u32> = (matches - &sort.scored).iter().collect();
-        emit(&mut unscored, &mut page);
+        // Every key the same: the meetings without a score, by id.
+        let unscored = (matches - &sort.scored).iter().map(|o| (0, o)).collect();
+        emit(unscored, &mut seen, &mut page);
         page
     }
 
-    /// Reads the page's meetings back: each must still have the client the index holds,
-    /// and the user must still see it. A difference marks what to read again.
+    /// Checks the page against the keyspace: each meeting's hash, as just read, must name
+    /// the client the index holds, and the user's set must still hold that client. A
+    /// difference marks what to read again.
     fn page_is_current<S: MeetingStore>(
         &mut self,
         store: &S,
         query: &Query,
         page: &[u32],
+        live_clients: Vec<Option<Bytes>>,
     ) -> Result<bool, CrmError> {
-        let ids: Vec<Bytes> = page.iter().map(|&o| self.id(o).to_vec()).collect();
-        let rows = store.meeting_rows(&self.installation, &ids, None)?;
-        let mut clients = Vec::with_capacity(rows.len());
+        let mut clients = Vec::with_capacity(live_clients.len());
         let mut current = true;
-        for (&ordinal, row) in page.iter().zip(rows) {
+        for (&ordinal, live) in page.iter().zip(live_clients) {
             let held = self
                 .client_of
                 .get(ordinal as usize)
-                .and_then(|&c| self.client_ids.get(c as usize));
-            let live = row.and_then(|row| row.client);
-            if live.is_none() || held != live.as_ref() {
+                .filter(|&&c| c != NO_CLIENT)
+                .map(|&c| self.clients.id(c));
+            if live.is_none() || held != live.as_deref() {
                 self.rows_pending.insert(ordinal);
                 current = false;
             }
@@ -1066,6 +1041,73 @@ impl<C> Index<C> {
     }
 }
 
+/// The bitmaps of each FILTER group's values (the installation's set alone without
+/// FILTER), smallest group first; `None` when one is not loaded.
+fn filter_groups<'a, C>(
+    sets: &'a HashMap<SetName, SetPart<C>>,
+    query: &Query,
+) -> Option<Vec<Vec<&'a RoaringBitmap>>> {
+    if query.filters.is_empty() {
+        return Some(vec![vec![&sets.get(&SetName::Meetings)?.members]]);
+    }
+    let mut groups = Vec::with_capacity(query.filters.len());
+    for group in &query.filters {
+        let mut members = Vec::with_capacity(group.values.len());
+        for value in &group.values {
+            let name = SetName::Value(group.field.clone(), value.clone());
+            members.push(&sets.get(&name)?.members);
+        }
+        groups.push(members);
+    }
+    // Smallest first: every later intersection works on less.
+    groups.sort_by_key(|group| group.iter().map(|set| set.len()).sum::<u64>());
+    Some(groups)
+}
+
+/// A user's visible meetings (the union of their clients' meetings), computed and cached
+/// when missing.
+fn visible<'a, C>(
+    user: &'a mut UserPart<C>,
+    client_meetings: &Chunked<RoaringBitmap>,
+    built: &mut u64,
+) -> &'a RoaringBitmap {
+    user.visible.get_or_insert_with(|| {
+        *built += 1;
+        user.clients
+            .iter()
+            .filter_map(|client| client_meetings.get(client as usize))
+            .union()
+    })
+}
+
+/// The meetings in every group (in one of each group's sets).
+fn intersect(groups: &[Vec<&RoaringBitmap>]) -> RoaringBitmap {
+    match groups.split_first() {
+        Some((first, rest)) => match first.as_slice() {
+            [only] => restrict(only, rest),
+            sets => restrict(&sets.iter().copied().union(), rest),
+        },
+        None => RoaringBitmap::new(),
+    }
+}
+
+/// `start` narrowed to the meetings in every group; `start` itself is only read (it may be
+/// a cached bitmap).
+fn restrict(start: &RoaringBitmap, groups: &[Vec<&RoaringBitmap>]) -> RoaringBitmap {
+    let mut narrowed: Option<RoaringBitmap> = None;
+    for group in groups {
+        let current = narrowed.as_ref().unwrap_or(start);
+        if current.is_empty() {
+            break;
+        }
+        narrowed = Some(match group.as_slice() {
+            [set] => current & *set,
+            sets => sets.iter().map(|set| current & *set).union(),
+        });
+    }
+    narrowed.unwrap_or_else(|| start.clone())
+}
+
 /// A meeting's id with its ordinal, ordered by the id.
 #[derive(Debug, Clone, Copy)]
 struct OrdinalId<'a>(&'a [u8], u32);
@@ -1078,19 +1120,19 @@ impl AsRef<[u8]> for OrdinalId<'_> {
 
 fn set_score<C>(part: &mut SortPart<C>, ordinal: u32, score: Option<f64>) {
     let index = ordinal as usize;
-    if part.scores.len() <= index {
-        part.scores.resize(index + 1, f64::NAN);
-    }
+    part.scores.grow_to(index + 1, f64::NAN);
     let Some(slot) = part.scores.get_mut(index) else {
         return;
     };
     let old = std::mem::replace(slot, score.unwrap_or(f64::NAN));
     if !old.is_nan() {
-        part.order.remove(&(order_key(old), ordinal));
+        part.order.remove(order_key(old), ordinal);
         part.scored.remove(ordinal);
     }
     if let Some(score) = score {
-        part.order.insert((order_key(score), ordinal));
+        let scores = &part.scores;
+        let key_of = |o: u32| scores.get(o as usize).map_or(0, |&s| order_key(s));
+        part.order.insert(order_key(score), ordinal, key_of);
         part.scored.insert(ordinal);
     }
 }

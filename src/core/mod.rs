@@ -2,6 +2,8 @@
 //! over a [`store::MeetingStore`], cut one page. No Redis type appears below this module.
 
 pub mod audit;
+pub mod buckets;
+pub mod dense;
 pub mod execute;
 pub mod index;
 #[cfg(any(test, fuzzing))]

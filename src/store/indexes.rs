@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent};
 
 use super::access::{caller, KeyGuard, Need};
-use super::keys::{KeyTemplates, Placeholder};
+use super::keys::{strip, KeyTemplates, Placeholder};
 use super::keyspace::KeyspaceStore;
 use super::redis_key::{select_db, selected_db, ModuleString, ReadKey, ScanCursor};
 use crate::config;
@@ -44,6 +44,8 @@ const SLICE: Duration = Duration::from_millis(3);
 const FAILURE_REST: Duration = Duration::from_secs(1);
 /// How long an installation over `crm.index-max-memory` waits before it is tried again.
 const MEMORY_REST: Duration = Duration::from_secs(60);
+/// How often a loading index's memory is measured against `crm.index-max-memory`.
+const MEASURE_EVERY: Duration = Duration::from_millis(250);
 /// Keys with a TTL an index follows at most; beyond, the installation takes the keyspace
 /// path (each is touched before every answer).
 const MAX_VOLATILE_KEYS: usize = 1000;
@@ -67,6 +69,8 @@ pub struct Figures {
 
 struct Entry {
     templates: KeyTemplates,
+    /// The meeting key's text around `<id>`, to recognise a meeting's hash by its name.
+    meeting_key: Option<(Bytes, Bytes)>,
     index: Index<ScanCursor>,
     /// Key name to the parts loaded from it.
     watched: HashMap<Bytes, Vec<Part>>,
@@ -74,6 +78,8 @@ struct Entry {
     volatile: HashSet<Bytes>,
     created: Instant,
     built: bool,
+    /// When `memory` was last measured.
+    measured: Instant,
     memory: usize,
     /// Counters of the index already added to the figures.
     counted_rebuilds: u64,
@@ -172,16 +178,13 @@ impl Registry {
                 }
                 self.figures.invalidations += 1;
             } else if let Some(id) = entry
-                .templates
-                .meeting
-                .capture(key, Placeholder::Id, |slot| match slot {
-                    Placeholder::Installation => installation,
-                    _ => b"",
-                })
+                .meeting_key
+                .as_ref()
+                .and_then(|(before, after)| strip(key, before, after))
             {
                 // A new TTL is seen when the row is read again.
                 if !writer || expire {
-                    entry.index.meeting_changed(&id);
+                    entry.index.meeting_changed(id);
                     self.figures.invalidations += 1;
                 }
             }
@@ -236,7 +239,11 @@ impl Registry {
             self.figures.last_build_ms =
                 u64::try_from(entry.created.elapsed().as_millis()).unwrap_or(u64::MAX);
         }
-        self.check_memory(key);
+        // Measuring walks every bitmap: at the end of a load, and every so often during one.
+        if done || entry.measured.elapsed() >= MEASURE_EVERY {
+            entry.measured = Instant::now();
+            self.check_memory(key);
+        }
         done
     }
 
@@ -397,12 +404,19 @@ fn from_index(
             .entries
             .entry(key.clone())
             .or_insert_with(|| Entry {
+                meeting_key: templates
+                    .meeting
+                    .around(Placeholder::Id, |slot| match slot {
+                        Placeholder::Installation => &query.installation,
+                        _ => b"",
+                    }),
                 templates,
                 index: Index::new(query.installation.clone()),
                 watched: HashMap::new(),
                 volatile: HashSet::new(),
                 created: Instant::now(),
                 built: false,
+                measured: Instant::now(),
                 memory: 0,
                 counted_rebuilds: 0,
             });

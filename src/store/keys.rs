@@ -137,6 +137,17 @@ impl Template {
         unknown: Placeholder,
         known: impl Fn(Placeholder) -> &'v [u8],
     ) -> Option<Bytes> {
+        let (before, after) = self.around(unknown, known)?;
+        strip(key, &before, &after).map(<[u8]>::to_vec)
+    }
+
+    /// The rendered text before and after the one `unknown` placeholder, for capturing it
+    /// from many keys (see `capture`).
+    pub fn around<'v>(
+        &self,
+        unknown: Placeholder,
+        known: impl Fn(Placeholder) -> &'v [u8],
+    ) -> Option<(Bytes, Bytes)> {
         let at = self
             .parts
             .iter()
@@ -156,9 +167,7 @@ impl Template {
             }
             bytes
         };
-        let rest = key.strip_prefix(fill(before).as_slice())?;
-        let middle = rest.strip_suffix(fill(after).as_slice())?;
-        Some(middle.to_vec())
+        Some((fill(before), fill(after)))
     }
 
     /// `render` into a reused buffer, for the per-meeting hot path.
@@ -171,6 +180,11 @@ impl Template {
             }
         }
     }
+}
+
+/// `key` without `before` and `after`, when it has both.
+pub fn strip<'k>(key: &'k [u8], before: &[u8], after: &[u8]) -> Option<&'k [u8]> {
+    key.strip_prefix(before)?.strip_suffix(after)
 }
 
 /// The templates of every key a query reads, as configured when the query started.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redis_module::{CallOptionsBuilder, CallResult, Context, RedisValue};
 
 use super::access::{KeyGuard, Need};
-use super::keys::{KeyTemplates, Placeholder};
+use super::keys::{strip, KeyTemplates, Placeholder};
 use super::redis_key::{ModuleString, ReadKey, ScanCursor};
 use crate::core::query::Bytes;
 use crate::core::store::{IndexSource, MeetingRow, MeetingStore, MeetingWriter, SetRef};
@@ -18,6 +18,9 @@ pub struct KeyspaceStore<'a> {
     keys: KeyTemplates,
     guard: KeyGuard,
 }
+
+/// Members an index scan reads per opening of the key.
+const SCAN_BATCH: usize = 256;
 
 /// The settings keys come from, named in cross-slot errors.
 const FILTER_KEY: &str = "filter-key";
@@ -360,7 +363,15 @@ impl IndexSource for KeyspaceStore<'_> {
         cursor: &ScanCursor,
         out: &mut Vec<Bytes>,
     ) -> Result<bool, CrmError> {
-        self.open_set(set)?.scan_step(cursor, out)
+        let key = self.open_set(set)?;
+        // One ScanKey call returns a bucket or two: a batch of them per opening.
+        let start = out.len();
+        while key.scan_step(cursor, out)? {
+            if out.len() - start >= SCAN_BATCH {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn scan_sort(
@@ -374,16 +385,23 @@ impl IndexSource for KeyspaceStore<'_> {
         if !key.exists_as(KeyKind::SortedSet)? {
             return Ok(false);
         }
+        let around = self
+            .keys
+            .sort_member
+            .around(Placeholder::Id, |slot| match slot {
+                Placeholder::Installation => installation,
+                _ => b"",
+            });
         let mut members = Vec::new();
-        let more = key.scan_scored_step(cursor, &mut members)?;
+        let mut more = true;
+        while more && members.len() < SCAN_BATCH {
+            more = key.scan_scored_step(cursor, &mut members)?;
+        }
         out.extend(members.into_iter().map(|(member, score)| {
-            let id = self
-                .keys
-                .sort_member
-                .capture(&member, Placeholder::Id, |slot| match slot {
-                    Placeholder::Installation => installation,
-                    _ => b"",
-                });
+            let id = around
+                .as_ref()
+                .and_then(|(before, after)| strip(&member, before, after))
+                .map(<[u8]>::to_vec);
             (id, score)
         }));
         Ok(more)
