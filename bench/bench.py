@@ -446,8 +446,10 @@ def write_results(results, out):
             met = (to_search is not None and to_search <= 0.10) and (to_lua is not None and to_lua <= 0.01)
             if n >= 1_000_000:
                 met = met and crm <= 5000 and (q != "Q1" or crm < 50)
+            # The goals are set for N = 100,000 and 1,000,000.
+            met = ("yes" if met else "NO") if n >= 100_000 else "—"
             plan = size.get("plans", {}).get(q, {}).get(main, "—")
-            lines.append(f"| {q} | {crm:,.1f} | {plan} | {to_search:.4f} | {to_lua:.5f} | {'yes' if met else 'NO'} |"
+            lines.append(f"| {q} | {crm:,.1f} | {plan} | {to_search:.4f} | {to_lua:.5f} | {met} |"
                          if to_search is not None and to_lua is not None else
                          f"| {q} | {crm:,.1f} | {plan} | — | — | — |")
         lines += ["", "The module's index (INFO crm) next to RediSearch's (FT.INFO), per meeting of the installation", "",

@@ -47,7 +47,10 @@ impl<T: Clone> Chunked<T> {
 
     pub fn push(&mut self, value: T) {
         if self.len.is_multiple_of(CHUNK) {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+            // The first chunk grows as a vector does (small indexes stay small); a later
+            // one is allocated whole, so a full chunk is never copied.
+            let capacity = if self.chunks.is_empty() { 0 } else { CHUNK };
+            self.chunks.push(Vec::with_capacity(capacity));
         }
         if let Some(chunk) = self.chunks.last_mut() {
             chunk.push(value);
@@ -75,9 +78,10 @@ impl<T: Clone> Chunked<T> {
         self.len = 0;
     }
 
-    /// Heap bytes held (whole chunks).
+    /// Heap bytes held by the entries (not what they point to).
     pub fn bytes(&self) -> usize {
-        self.chunks.len() * CHUNK * std::mem::size_of::<T>()
+        let entries: usize = self.chunks.iter().map(Vec::capacity).sum();
+        entries * std::mem::size_of::<T>()
     }
 }
 
