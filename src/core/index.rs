@@ -1144,7 +1144,9 @@ mod tests {
 
     use super::*;
     use crate::core::execute::execute;
-    use crate::core::memory::MemoryStore;
+    use crate::core::memory::{MemoryCursor, MemoryStore};
+
+    type TestIndex = Index<MemoryCursor>;
     use crate::core::query::parse_query;
 
     /// A small deterministic generator (xorshift), so every failure replays.
@@ -1262,7 +1264,7 @@ mod tests {
         parse_query(&args, 1000).unwrap()
     }
 
-    fn loaded(index: &mut Index<()>, store: &MemoryStore, query: &Query) {
+    fn loaded(index: &mut TestIndex, store: &MemoryStore, query: &Query) {
         index.register(query);
         let deadline = Instant::now() + Duration::from_secs(5);
         assert!(index.refresh(store, deadline).unwrap());
@@ -1270,7 +1272,7 @@ mod tests {
     }
 
     /// The index's answer under every plan equals the keyspace path's.
-    fn assert_same(index: &mut Index<()>, store: &MemoryStore, query: &Query, step: usize) {
+    fn assert_same(index: &mut TestIndex, store: &MemoryStore, query: &Query, step: usize) {
         loaded(index, store, query);
         let expected = execute(store, query).unwrap();
         for forced in [
@@ -1290,6 +1292,98 @@ mod tests {
                     }
                 }
                 other => panic!("step {step}: {other:?}"),
+            }
+        }
+    }
+
+    /// One change to the store, reported to the index as the glue would: a raw write
+    /// (`raw_percent` of the time: every key it may have touched is marked stale), a CRM
+    /// write or delete (its effects applied), a user's clients changed (marked stale).
+    fn random_change(
+        store: &mut MemoryStore,
+        index: &mut TestIndex,
+        rng: &mut Rng,
+        raw_percent: u64,
+    ) {
+        let id = if rng.below(5) == 0 {
+            rng.text("new", 1000)
+        } else {
+            rng.below(80).to_string()
+        };
+        let kind = if rng.below(100) < raw_percent {
+            0
+        } else {
+            1 + rng.below(3)
+        };
+        match kind {
+            // A raw write: the glue reports every key it touched.
+            0 => {
+                write_meeting(store, rng, &id);
+                index.meeting_changed(id.as_bytes());
+                for (_, field, value) in store.filter_sets.keys() {
+                    index.mark_stale(&Part::Set(SetName::Value(field.clone(), value.clone())));
+                }
+                index.mark_stale(&Part::Set(SetName::Meetings));
+                index.mark_stale(&Part::Sort(b"date".to_vec()));
+            }
+            // A CRM write: the effects, applied directly.
+            1 => {
+                let client = rng.text("", 20);
+                store.meeting(&id, &[("clientid", &client), ("details", "{}")]);
+                let value = TYPES[rng.below(3) as usize];
+                let key = (b"10".to_vec(), b"type".to_vec(), value.as_bytes().to_vec());
+                store
+                    .filter_sets
+                    .entry(key)
+                    .or_default()
+                    .push(id.as_bytes().to_vec());
+                let score = rng.below(40) as f64;
+                store.score("date", &id, score);
+                let effects = [
+                    Effect::WriteHash(vec![]),
+                    Effect::AddToValueSet {
+                        field: b"type".to_vec(),
+                        value: value.as_bytes().to_vec(),
+                    },
+                    Effect::SetSortScore {
+                        field: b"date".to_vec(),
+                        score,
+                    },
+                ];
+                index.apply_write(id.as_bytes(), &effects).unwrap();
+            }
+            // A user's clients change.
+            2 => {
+                let user = rng.text("", 6);
+                let client = rng.text("", 20);
+                store
+                    .user_clients
+                    .entry(user.as_bytes().to_vec())
+                    .or_default()
+                    .push(client.into_bytes());
+                index.mark_stale(&Part::Clients(user.into_bytes()));
+            }
+            // A CRM delete.
+            _ => {
+                let id_bytes = id.as_bytes().to_vec();
+                store.meetings.remove(&id_bytes);
+                let mut effects = vec![Effect::DeleteHash];
+                for ((_, field, value), set) in &mut store.filter_sets {
+                    if set.contains(&id_bytes) {
+                        set.retain(|member| *member != id_bytes);
+                        effects.push(Effect::RemoveFromValueSet {
+                            field: field.clone(),
+                            value: value.clone(),
+                        });
+                    }
+                }
+                if let Some(dates) = store.sort_indexes.get_mut(b"date".as_slice()) {
+                    dates.remove(&id_bytes);
+                }
+                effects.push(Effect::RemoveSortScore {
+                    field: b"date".to_vec(),
+                });
+                index.apply_write(&id_bytes, &effects).unwrap();
             }
         }
     }
@@ -1318,88 +1412,34 @@ mod tests {
                 loaded(&mut index, &store, query);
             }
             for step in 0..300 {
-                let id = if rng.below(5) == 0 {
-                    rng.text("new", 1000)
-                } else {
-                    rng.below(80).to_string()
-                };
-                match rng.below(4) {
-                    // A raw write: the glue reports every key it touched.
-                    0 => {
-                        write_meeting(&mut store, &mut rng, &id);
-                        index.meeting_changed(id.as_bytes());
-                        for (_, field, value) in store.filter_sets.keys() {
-                            index.mark_stale(&Part::Set(SetName::Value(
-                                field.clone(),
-                                value.clone(),
-                            )));
-                        }
-                        index.mark_stale(&Part::Set(SetName::Meetings));
-                        index.mark_stale(&Part::Sort(b"date".to_vec()));
-                    }
-                    // A CRM write: the effects, applied directly.
-                    1 => {
-                        let client = rng.text("", 20);
-                        store.meeting(&id, &[("clientid", &client), ("details", "{}")]);
-                        let value = TYPES[rng.below(3) as usize];
-                        let key = (b"10".to_vec(), b"type".to_vec(), value.as_bytes().to_vec());
-                        store
-                            .filter_sets
-                            .entry(key)
-                            .or_default()
-                            .push(id.as_bytes().to_vec());
-                        let score = rng.below(40) as f64;
-                        store.score("date", &id, score);
-                        let effects = [
-                            Effect::WriteHash(vec![]),
-                            Effect::AddToValueSet {
-                                field: b"type".to_vec(),
-                                value: value.as_bytes().to_vec(),
-                            },
-                            Effect::SetSortScore {
-                                field: b"date".to_vec(),
-                                score,
-                            },
-                        ];
-                        index.apply_write(id.as_bytes(), &effects).unwrap();
-                    }
-                    // A user's clients change.
-                    2 => {
-                        let user = rng.text("", 6);
-                        let client = rng.text("", 20);
-                        store
-                            .user_clients
-                            .entry(user.as_bytes().to_vec())
-                            .or_default()
-                            .push(client.into_bytes());
-                        index.mark_stale(&Part::Clients(user.into_bytes()));
-                    }
-                    // A CRM delete.
-                    _ => {
-                        let id_bytes = id.as_bytes().to_vec();
-                        store.meetings.remove(&id_bytes);
-                        let mut effects = vec![Effect::DeleteHash];
-                        for ((_, field, value), set) in &mut store.filter_sets {
-                            if set.contains(&id_bytes) {
-                                set.retain(|member| *member != id_bytes);
-                                effects.push(Effect::RemoveFromValueSet {
-                                    field: field.clone(),
-                                    value: value.clone(),
-                                });
-                            }
-                        }
-                        if let Some(dates) = store.sort_indexes.get_mut(b"date".as_slice()) {
-                            dates.remove(&id_bytes);
-                        }
-                        effects.push(Effect::RemoveSortScore {
-                            field: b"date".to_vec(),
-                        });
-                        index.apply_write(&id_bytes, &effects).unwrap();
-                    }
-                }
+                random_change(&mut store, &mut index, &mut rng, 25);
                 for query in &queries {
                     assert_same(&mut index, &store, query, step);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn changes_during_a_sliced_load_are_kept() {
+        for seed in 1..=12 {
+            let mut rng = Rng(seed * 31_337);
+            let mut store = random_store(&mut rng, 120);
+            store.scan_step = 3;
+            let mut index = Index::new(b"10".to_vec());
+            let queries: Vec<Query> = (0..5).map(|_| random_query(&mut rng)).collect();
+            for query in &queries {
+                index.register(query);
+            }
+            // The deadline has passed: each refresh takes one scan step, then a change (CRM
+            // writes only in the first half: a raw write restarts the scans it touches).
+            for step in 0..300 {
+                let _ = index.refresh(&store, Instant::now()).unwrap();
+                let raw_percent = if step < 150 { 0 } else { 3 };
+                random_change(&mut store, &mut index, &mut rng, raw_percent);
+            }
+            for query in &queries {
+                assert_same(&mut index, &store, query, 300);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! An in-memory store with the keyspace's shape, for unit tests and fuzz targets of the core.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::query::Bytes;
@@ -18,7 +19,14 @@ pub struct MemoryStore {
     pub meetings: HashMap<Bytes, HashMap<Bytes, Bytes>>,
     /// sort field to (meeting id to score).
     pub sort_indexes: HashMap<Bytes, HashMap<Bytes, f64>>,
+    /// Members an index scan returns per step; 0: all at once.
+    pub scan_step: usize,
 }
+
+/// A scan's position: the last member returned. Members are scanned in byte order, so a
+/// member present during the whole scan is returned once, as SSCAN promises; one added or
+/// removed meanwhile may or may not be.
+pub type MemoryCursor = RefCell<Option<Bytes>>;
 
 fn b(text: &str) -> Bytes {
     text.as_bytes().to_vec()
@@ -134,29 +142,63 @@ impl MeetingStore for MemoryStore {
     }
 }
 
-/// Scans return everything in one step.
-impl IndexSource for MemoryStore {
-    type Cursor = ();
+impl MemoryStore {
+    /// The next members of `sorted` after the cursor; whether more remain.
+    fn scan_next(&self, sorted: Vec<Bytes>, cursor: &MemoryCursor, out: &mut Vec<Bytes>) -> bool {
+        let mut last = cursor.borrow_mut();
+        let rest: Vec<Bytes> = sorted
+            .into_iter()
+            .filter(|member| last.as_ref().is_none_or(|last| member > last))
+            .collect();
+        let take = match self.scan_step {
+            0 => rest.len(),
+            step => step.min(rest.len()),
+        };
+        out.extend(rest.iter().take(take).cloned());
+        if let Some(member) = take.checked_sub(1).and_then(|at| rest.get(at)) {
+            *last = Some(member.clone());
+        }
+        take < rest.len()
+    }
+}
 
-    fn cursor(&self) -> Result<(), CrmError> {
-        Ok(())
+impl IndexSource for MemoryStore {
+    type Cursor = MemoryCursor;
+
+    fn cursor(&self) -> Result<MemoryCursor, CrmError> {
+        Ok(RefCell::new(None))
     }
 
-    fn scan_set(&self, set: SetRef<'_>, _: &(), out: &mut Vec<Bytes>) -> Result<bool, CrmError> {
-        out.extend(self.set_members(set)?);
-        Ok(false)
+    fn scan_set(
+        &self,
+        set: SetRef<'_>,
+        cursor: &MemoryCursor,
+        out: &mut Vec<Bytes>,
+    ) -> Result<bool, CrmError> {
+        let mut members = self.set_members(set)?;
+        members.sort();
+        members.dedup();
+        Ok(self.scan_next(members, cursor, out))
     }
 
     fn scan_sort(
         &self,
         _installation: &[u8],
         field: &[u8],
-        _: &(),
+        cursor: &MemoryCursor,
         out: &mut Vec<(Option<Bytes>, f64)>,
     ) -> Result<bool, CrmError> {
-        if let Some(scores) = self.sort_indexes.get(field) {
-            out.extend(scores.iter().map(|(id, score)| (Some(id.clone()), *score)));
-        }
-        Ok(false)
+        let Some(scores) = self.sort_indexes.get(field) else {
+            return Ok(false);
+        };
+        let mut ids: Vec<Bytes> = scores.keys().cloned().collect();
+        ids.sort();
+        let mut batch = Vec::new();
+        let more = self.scan_next(ids, cursor, &mut batch);
+        out.extend(batch.into_iter().map(|id| {
+            let score = scores.get(&id).copied().unwrap_or(0.0);
+            (Some(id), score)
+        }));
+        Ok(more)
     }
 }
