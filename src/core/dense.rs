@@ -66,10 +66,19 @@ impl<T: Clone> Chunked<T> {
         self.chunks.get_mut(index / CHUNK)?.get_mut(index % CHUNK)
     }
 
-    /// Grows to at least `len` entries, filling with `fill`.
+    /// Grows to at least `len` entries, filling with `fill` a chunk at a time.
     pub fn grow_to(&mut self, len: usize, fill: T) {
         while self.len < len {
-            self.push(fill.clone());
+            if self.len.is_multiple_of(CHUNK) {
+                self.push(fill.clone());
+                continue;
+            }
+            let Some(chunk) = self.chunks.last_mut() else {
+                return;
+            };
+            let add = (CHUNK - chunk.len()).min(len - self.len);
+            chunk.resize(chunk.len() + add, fill.clone());
+            self.len += add;
         }
     }
 
@@ -173,9 +182,13 @@ mod tests {
         assert_eq!(ordinals.id(u32::MAX), b"");
         assert_eq!(ordinals.insert(b"new", 3), None);
         let mut column = Chunked::default();
-        column.grow_to(CHUNK + 1, 0.5f64);
+        column.push(1.0f64);
+        column.grow_to(2 * CHUNK + 3, 0.5);
+        assert_eq!(column.len(), 2 * CHUNK + 3);
         *column.get_mut(CHUNK).unwrap() = 2.0;
+        assert_eq!(column.get(0), Some(&1.0));
         assert_eq!(column.get(CHUNK), Some(&2.0));
-        assert_eq!(column.get(CHUNK + 1), None);
+        assert_eq!(column.get(2 * CHUNK + 2), Some(&0.5));
+        assert_eq!(column.get(2 * CHUNK + 3), None);
     }
 }
