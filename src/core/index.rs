@@ -108,6 +108,26 @@ pub fn parse_plan_setting(text: &str) -> Result<PlanSetting, String> {
     }
 }
 
+/// The parts a query reads.
+pub fn parts_of(query: &Query) -> Vec<Part> {
+    let mut parts: Vec<Part> = query
+        .filters
+        .iter()
+        .flat_map(|group| {
+            group
+                .values
+                .iter()
+                .map(|value| Part::Set(SetName::Value(group.field.clone(), value.clone())))
+        })
+        .collect();
+    if parts.is_empty() {
+        parts.push(Part::Set(SetName::Meetings));
+    }
+    parts.push(Part::Sort(query.sort.field.clone()));
+    parts.push(Part::Clients(query.user.clone()));
+    parts
+}
+
 /// What [`Index::execute`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
@@ -239,31 +259,11 @@ impl<C> Index<C> {
         self.ordinals.len()
     }
 
-    /// The parts a query reads.
-    pub fn parts_of(query: &Query) -> Vec<Part> {
-        let mut parts: Vec<Part> = query
-            .filters
-            .iter()
-            .flat_map(|group| {
-                group
-                    .values
-                    .iter()
-                    .map(|value| Part::Set(SetName::Value(group.field.clone(), value.clone())))
-            })
-            .collect();
-        if parts.is_empty() {
-            parts.push(Part::Set(SetName::Meetings));
-        }
-        parts.push(Part::Sort(query.sort.field.clone()));
-        parts.push(Part::Clients(query.user.clone()));
-        parts
-    }
-
-    /// Adds the parts `query` reads; returns those that were new (their keys are to be
-    /// watched from now on).
-    pub fn register(&mut self, query: &Query) -> Vec<Part> {
+    /// Adds the parts a query reads (see [`parts_of`]); returns those that were new (their
+    /// keys are to be watched from now on).
+    pub fn register(&mut self, parts: &[Part]) -> Vec<Part> {
         let mut added = Vec::new();
-        for part in Self::parts_of(query) {
+        for part in parts {
             let new = match &part {
                 Part::Set(name) => !self.sets.contains_key(name),
                 Part::Sort(field) => !self.sorts.contains_key(field),
@@ -306,15 +306,15 @@ impl<C> Index<C> {
                     );
                 }
             }
-            added.push(part);
+            added.push(part.clone());
         }
         added
     }
 
-    /// Whether every part `query` reads is loaded and every meeting row is current.
-    pub fn is_ready(&self, query: &Query) -> bool {
+    /// Whether every part a query reads is loaded and every meeting row is current.
+    pub fn is_ready(&self, parts: &[Part]) -> bool {
         self.rows_pending.is_empty()
-            && Self::parts_of(query).iter().all(|part| match part {
+            && parts.iter().all(|part| match part {
                 Part::Set(name) => self.sets.get(name).is_some_and(|p| p.load.is_ready()),
                 Part::Sort(field) => self.sorts.get(field).is_some_and(|p| p.load.is_ready()),
                 Part::Clients(user) => self.users.get(user).is_some_and(|p| p.load.is_ready()),
@@ -1265,10 +1265,11 @@ mod tests {
     }
 
     fn loaded(index: &mut TestIndex, store: &MemoryStore, query: &Query) {
-        index.register(query);
+        let parts = parts_of(query);
+        index.register(&parts);
         let deadline = Instant::now() + Duration::from_secs(5);
         assert!(index.refresh(store, deadline).unwrap());
-        assert!(index.is_ready(query));
+        assert!(index.is_ready(&parts));
     }
 
     /// The index's answer under every plan equals the keyspace path's.
@@ -1429,7 +1430,7 @@ mod tests {
             let mut index = Index::new(b"10".to_vec());
             let queries: Vec<Query> = (0..5).map(|_| random_query(&mut rng)).collect();
             for query in &queries {
-                index.register(query);
+                index.register(&parts_of(query));
             }
             // The deadline has passed: each refresh takes one scan step, then a change (CRM
             // writes only in the first half: a raw write restarts the scans it touches).

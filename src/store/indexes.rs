@@ -29,7 +29,7 @@ use super::keyspace::KeyspaceStore;
 use super::redis_key::{select_db, selected_db, ModuleString, ReadKey, ScanCursor};
 use crate::config;
 use crate::core::execute::{execute_traced, Page, Trace};
-use crate::core::index::{Answer, Index, Part, PlanKind, PlanSetting, SetName};
+use crate::core::index::{parts_of, Answer, Index, Part, PlanKind, PlanSetting, SetName};
 use crate::core::query::{Bytes, Query};
 use crate::core::store::SetRef;
 use crate::core::write::Effect;
@@ -378,7 +378,8 @@ fn from_index(
         return Ok(Err("the user's ACL limits the keys it may read"));
     }
     // The keys the query names are checked as the keyspace path would (ACL, cluster slot).
-    for part in &Index::<ScanCursor>::parts_of(query) {
+    let parts = parts_of(query);
+    for part in &parts {
         let (key, setting) = part_key(store, query, part);
         store.check_key(&key, setting, Need::Read)?;
     }
@@ -429,7 +430,7 @@ fn from_index(
             );
             return Ok(Err("too many keys with a TTL"));
         }
-        for part in entry.index.register(query) {
+        for part in entry.index.register(&parts) {
             let (name, _) = part_key(store, query, &part);
             watch_ttl(ctx, entry, &name)?;
             let parts = entry.watched.entry(name).or_default();
@@ -442,7 +443,7 @@ fn from_index(
             registry
                 .entries
                 .get(&key)
-                .is_some_and(|entry| entry.index.is_ready(query))
+                .is_some_and(|entry| entry.index.is_ready(&parts))
         };
         if !ready(registry) {
             let done = registry.refresh(&key, store, started + QUERY_BUDGET);
