@@ -461,3 +461,27 @@ fn index_answers_exactly_under_random_change() {
     );
     assert!(rows as u64 * 2 > steps, "too few answers with rows: {rows}");
 }
+
+/// A template naming `<id>` twice cannot be read backwards from a key name: the index
+/// could not tell which meeting a notification is about, so the keyspace path answers.
+#[test]
+fn a_template_with_id_twice_takes_the_keyspace_path() {
+    let server = Server::start();
+    let mut con = server.connect();
+    common::load_seed(&mut con);
+    redis::cmd("CONFIG")
+        .arg(&["SET", "crm.meeting-key", "meeting:<id>:<id>"])
+        .query::<()>(&mut con)
+        .unwrap();
+    let reply: Value = redis::cmd("CRM.EXPLAIN")
+        .arg(&["10", "2", "FILTER", "status", "open"])
+        .query(&mut con)
+        .unwrap();
+    let text = format!("{reply:?}");
+    assert!(
+        text.contains(
+            "keyspace path: crm.meeting-key or crm.sort-member holds <id> more than once"
+        ),
+        "{text}"
+    );
+}

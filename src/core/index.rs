@@ -13,6 +13,7 @@
 //! the bitmaps, and the page is checked against the keyspace before it is returned.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use roaring::{MultiOps, RoaringBitmap};
@@ -31,6 +32,8 @@ use crate::error::{printable, CrmError};
 const NO_CLIENT: u32 = u32::MAX;
 /// Meeting rows read per store call while loading.
 const ROW_BATCH: usize = 128;
+/// Users whose visible meetings stay cached at once.
+const MAX_VISIBLE: usize = 1024;
 /// A client bitmap's own bytes: the struct and one container's header.
 const CLIENT_BITMAP_HEADER: usize = 64;
 /// What intersecting one score range costs, in heap steps (one score lookup each).
@@ -179,9 +182,6 @@ struct UserPart<C> {
     load: Load<C>,
     /// Client ordinals.
     clients: RoaringBitmap,
-    /// The meetings of those clients, once a plan needed them; kept current on every
-    /// client change, dropped when the user's set changes.
-    visible: Option<RoaringBitmap>,
 }
 
 /// Figures for INFO.
@@ -217,6 +217,9 @@ pub struct Index<C> {
     sets: HashMap<SetName, SetPart<C>>,
     sorts: HashMap<Bytes, SortPart<C>>,
     users: HashMap<Bytes, UserPart<C>>,
+    /// The meetings each user's clients make visible, once a plan needed them; kept current
+    /// on every client change, dropped when the user's set changes.
+    visible: HashMap<Bytes, RoaringBitmap>,
     pub counters: IndexCounters,
 }
 
@@ -246,6 +249,7 @@ impl<C> Index<C> {
             sets: HashMap::new(),
             sorts: HashMap::new(),
             users: HashMap::new(),
+            visible: HashMap::new(),
             counters: IndexCounters::default(),
         }
     }
@@ -301,7 +305,6 @@ impl<C> Index<C> {
                         UserPart {
                             load: Load::Stale,
                             clients: RoaringBitmap::new(),
-                            visible: None,
                         },
                     );
                 }
@@ -334,10 +337,10 @@ impl<C> Index<C> {
         let load = match part {
             Part::Set(name) => self.sets.get_mut(name).map(|p| &mut p.load),
             Part::Sort(field) => self.sorts.get_mut(field).map(|p| &mut p.load),
-            Part::Clients(user) => self.users.get_mut(user).map(|p| {
-                p.visible = None;
-                &mut p.load
-            }),
+            Part::Clients(user) => {
+                self.visible.remove(user);
+                self.users.get_mut(user).map(|p| &mut p.load)
+            }
         };
         if let Some(load) = load {
             if !matches!(load, Load::Stale) {
@@ -366,9 +369,7 @@ impl<C> Index<C> {
 
     /// Frees the cached visible meetings of every user (memory pressure).
     pub fn drop_visible_caches(&mut self) {
-        for user in self.users.values_mut() {
-            user.visible = None;
-        }
+        self.visible.clear();
     }
 
     /// Applies a CRM write that has been applied to the keyspace.
@@ -480,8 +481,8 @@ impl<C> Index<C> {
             meetings.insert(ordinal);
             self.with_client += 1;
         }
-        for user in self.users.values_mut() {
-            if let Some(visible) = &mut user.visible {
+        for (user, visible) in &mut self.visible {
+            if let Some(user) = self.users.get(user) {
                 if user.clients.contains(client) {
                     visible.insert(ordinal);
                 } else if user.clients.contains(old) {
@@ -730,7 +731,7 @@ impl<C> Index<C> {
                 Load::Ready => return Ok(true),
                 Load::Stale => {
                     part.clients.clear();
-                    part.visible = None;
+                    self.visible.remove(user);
                     part.load = Load::Scanning {
                         cursor: store.cursor()?,
                         touched: Vec::new(),
@@ -772,8 +773,9 @@ impl<C> Index<C> {
         let users: usize = self
             .users
             .iter()
-            .map(|(user, p)| user.len() + bitmap(&p.clients) + p.visible.as_ref().map_or(0, bitmap))
-            .sum();
+            .map(|(user, p)| user.len() + bitmap(&p.clients))
+            .sum::<usize>()
+            + self.visible.values().map(bitmap).sum::<usize>();
         ids + clients + sets + sorts + users + bitmap(&self.rows_pending)
     }
 
@@ -809,9 +811,9 @@ impl<C> Index<C> {
         // Client-first costs the union of the user's client bitmaps unless it is cached (a
         // cached union serves every later query of the user, so it is worth building when
         // it costs a few times the candidates); filter-first costs a check per candidate.
-        let union_cost: u64 = match &user.visible {
-            Some(_) => 0,
-            None => user
+        let union_cost: u64 = match self.visible.contains_key(&query.user) {
+            true => 0,
+            false => user
                 .clients
                 .iter()
                 .filter_map(|c| self.client_meetings.get(c as usize))
@@ -846,14 +848,14 @@ impl<C> Index<C> {
 
         let started = Instant::now();
         let matches = if client_first {
-            let visible = self.users.get_mut(&query.user).map(|user| {
-                visible(
-                    user,
-                    &self.client_meetings,
-                    &mut self.counters.visible_built,
-                )
-            });
-            visible.map_or_else(RoaringBitmap::new, |visible| restrict(visible, &groups))
+            let visible = visible(
+                &mut self.visible,
+                &query.user,
+                &user.clients,
+                &self.client_meetings,
+                &mut self.counters.visible_built,
+            );
+            restrict(visible, &groups)
         } else {
             let candidates = intersect(&groups);
             let clients = &user.clients;
@@ -965,14 +967,22 @@ impl<C> Index<C> {
         let mut seen = 0u64;
         // Orders one range's matches and takes what falls in the page; true once full.
         let emit = |mut members: Vec<(u64, u32)>, seen: &mut u64, page: &mut Vec<u32>| {
-            members.sort_by(|a, b| {
+            let order = |a: &(u64, u32), b: &(u64, u32)| {
                 let by_key = if descending {
                     b.0.cmp(&a.0)
                 } else {
                     a.0.cmp(&b.0)
                 };
                 by_key.then_with(|| compare_ids(self.id(a.1), self.id(b.1)))
-            });
+            };
+            // Only the first `need` count (a range of one score is never split, and the
+            // meetings without a score form one group): select them, sort only those.
+            let need = usize::try_from(keep.saturating_sub(*seen)).unwrap_or(usize::MAX);
+            if need > 0 && members.len() > need {
+                members.select_nth_unstable_by(need - 1, order);
+                members.truncate(need);
+            }
+            members.sort_by(order);
             for (_, ordinal) in members {
                 if *seen >= keep {
                     break;
@@ -1065,19 +1075,30 @@ fn filter_groups<'a, C>(
 }
 
 /// A user's visible meetings (the union of their clients' meetings), computed and cached
-/// when missing.
-fn visible<'a, C>(
-    user: &'a mut UserPart<C>,
+/// when missing. At most [`MAX_VISIBLE`] users keep one (every client change updates each).
+fn visible<'a>(
+    cache: &'a mut HashMap<Bytes, RoaringBitmap>,
+    user: &[u8],
+    clients: &RoaringBitmap,
     client_meetings: &Chunked<RoaringBitmap>,
     built: &mut u64,
 ) -> &'a RoaringBitmap {
-    user.visible.get_or_insert_with(|| {
+    if !cache.contains_key(user) {
+        if cache.len() >= MAX_VISIBLE {
+            let evicted = cache.keys().next().cloned();
+            if let Some(evicted) = evicted {
+                cache.remove(&evicted);
+            }
+        }
         *built += 1;
-        user.clients
+        let union = clients
             .iter()
             .filter_map(|client| client_meetings.get(client as usize))
-            .union()
-    })
+            .union();
+        cache.insert(user.to_vec(), union);
+    }
+    static NONE: LazyLock<RoaringBitmap> = LazyLock::new(RoaringBitmap::new);
+    cache.get(user).unwrap_or(&NONE)
 }
 
 /// The meetings in every group (in one of each group's sets).

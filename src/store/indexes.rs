@@ -21,10 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-use redis_module::{raw, CallOptionsBuilder, CallReply, CallResult, Context, NotifyEvent};
+use redis_module::{
+    raw, CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags, NotifyEvent,
+};
 
 use super::access::{caller, KeyGuard, Need};
-use super::keys::{strip, KeyTemplates, Placeholder};
+use super::keys::{strip, KeyTemplates, Placeholder, Template};
 use super::keyspace::KeyspaceStore;
 use super::redis_key::{select_db, selected_db, ModuleString, ReadKey, ScanCursor};
 use crate::config;
@@ -130,13 +132,16 @@ impl Event {
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
 fn lock_registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(|poisoned| {
-        // A panic left an index half-changed: drop them all rather than trust them.
-        let mut registry = poisoned.into_inner();
-        registry.entries.clear();
-        REGISTRY.clear_poison();
-        registry
-    })
+    REGISTRY.lock().unwrap_or_else(recover)
+}
+
+/// A panic left an index half-changed: drop them all rather than trust them.
+fn recover(poisoned: PoisonError<MutexGuard<'static, Registry>>) -> MutexGuard<'static, Registry> {
+    let mut registry = poisoned.into_inner();
+    registry.entries.clear();
+    registry.writing = None;
+    REGISTRY.clear_poison();
+    registry
 }
 
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
@@ -166,9 +171,9 @@ impl Registry {
                     *w_db == db && w_installation == installation
                 });
             if let Some(parts) = entry.watched.get(key) {
-                if expire {
-                    entry.volatile.insert(key.to_vec());
-                }
+                // Whatever replaced the key (RENAME, RESTORE, COPY, EXPIRE...) may have
+                // given it a TTL: the next query looks.
+                entry.volatile.insert(key.to_vec());
                 // A CRM write updates the one part of each key it touches directly.
                 if writer && parts.len() == 1 {
                     continue;
@@ -292,9 +297,11 @@ pub fn on_key_event(ctx: &Context, _class: NotifyEvent, event: &str, key: &[u8])
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((db, key.to_vec(), event)),
-            Err(TryLockError::Poisoned(_)) => with_registry(|registry| {
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let mut registry = recover(poisoned);
                 registry.key_changed(db, key, event);
-            }),
+                registry.apply_pending();
+            }
         }
     }));
 }
@@ -401,16 +408,24 @@ fn from_index(
         if stale_templates {
             registry.drop_all();
         }
+        // A meeting's hash and sort member are recognised by the text around their one <id>.
+        let around = |template: &Template| {
+            template.around(Placeholder::Id, |slot| match slot {
+                Placeholder::Installation => &query.installation,
+                _ => b"",
+            })
+        };
+        let meeting_key = around(&templates.meeting);
+        if meeting_key.is_none() || around(&templates.sort_member).is_none() {
+            return Ok(Err(
+                "crm.meeting-key or crm.sort-member holds <id> more than once",
+            ));
+        }
         let entry = registry
             .entries
             .entry(key.clone())
             .or_insert_with(|| Entry {
-                meeting_key: templates
-                    .meeting
-                    .around(Placeholder::Id, |slot| match slot {
-                        Placeholder::Installation => &query.installation,
-                        _ => b"",
-                    }),
+                meeting_key,
                 templates,
                 index: Index::new(query.installation.clone()),
                 watched: HashMap::new(),
@@ -585,7 +600,10 @@ fn unrestricted(ctx: &Context) -> Result<bool, CrmError> {
         }
         _ => false,
     };
-    with_registry(|registry| registry.unrestricted.insert(user, all_keys));
+    // Inside MULTI an ACL command may follow in the same transaction: no caching there.
+    if !ctx.get_flags().contains(ContextFlags::MULTI) {
+        with_registry(|registry| registry.unrestricted.insert(user, all_keys));
+    }
     Ok(all_keys)
 }
 
@@ -645,7 +663,11 @@ pub fn write(
     }
     let key = (selected_db(ctx)?, installation.to_vec());
     with_registry(|registry| registry.writing = Some(key.clone()));
+    // Should `apply` panic, the guard drops this installation's index: what the write did
+    // is unknown, and its own notifications were skipped.
+    let writing = Writing;
     let outcome = apply();
+    std::mem::forget(writing);
     with_registry(|registry| {
         registry.writing = None;
         let Some(entry) = registry.entries.get_mut(&key) else {
@@ -662,6 +684,18 @@ pub fn write(
         }
     });
     outcome.map(drop)
+}
+
+struct Writing;
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        with_registry(|registry| {
+            if let Some(key) = registry.writing.take() {
+                registry.entries.remove(&key);
+            }
+        });
+    }
 }
 
 /// Subscribes to the server events that replace the data under the indexes.
