@@ -189,12 +189,8 @@ struct UserPart<C> {
 pub struct IndexCounters {
     /// Parts read again after a change made them stale.
     pub partial_rebuilds: u64,
-    /// Meeting rows read (first loads and re-reads).
-    pub rows_read: u64,
     /// Users' visible meetings computed (a union of their clients' bitmaps).
     pub visible_built: u64,
-    /// Parts that could not be loaded (a key of another type).
-    pub load_failures: u64,
 }
 
 pub struct Index<C> {
@@ -510,14 +506,12 @@ impl<C> Index<C> {
             .collect();
         for name in names {
             if let Some(mut part) = self.sets.remove(&name) {
-                match self.load_set(store, &installation, &name, &mut part, deadline) {
-                    Ok(done) => {
-                        self.sets.insert(name, part);
-                        if !done {
-                            return Ok(false);
-                        }
+                // A part that fails is left out of the map: forgotten (see above).
+                if let Ok(done) = self.load_set(store, &installation, &name, &mut part, deadline) {
+                    self.sets.insert(name, part);
+                    if !done {
+                        return Ok(false);
                     }
-                    Err(_) => self.counters.load_failures += 1,
                 }
             }
         }
@@ -529,14 +523,13 @@ impl<C> Index<C> {
             .collect();
         for field in fields {
             if let Some(mut part) = self.sorts.remove(&field) {
-                match self.load_sort(store, &installation, &field, &mut part, deadline) {
-                    Ok(done) => {
-                        self.sorts.insert(field, part);
-                        if !done {
-                            return Ok(false);
-                        }
+                // A part that fails is left out of the map: forgotten (see above).
+                if let Ok(done) = self.load_sort(store, &installation, &field, &mut part, deadline)
+                {
+                    self.sorts.insert(field, part);
+                    if !done {
+                        return Ok(false);
                     }
-                    Err(_) => self.counters.load_failures += 1,
                 }
             }
         }
@@ -548,14 +541,12 @@ impl<C> Index<C> {
             .collect();
         for user in users {
             if let Some(mut part) = self.users.remove(&user) {
-                match self.load_user(store, &installation, &user, &mut part, deadline) {
-                    Ok(done) => {
-                        self.users.insert(user, part);
-                        if !done {
-                            return Ok(false);
-                        }
+                // A part that fails is left out of the map: forgotten (see above).
+                if let Ok(done) = self.load_user(store, &installation, &user, &mut part, deadline) {
+                    self.users.insert(user, part);
+                    if !done {
+                        return Ok(false);
                     }
-                    Err(_) => self.counters.load_failures += 1,
                 }
             }
         }
@@ -600,7 +591,6 @@ impl<C> Index<C> {
                 };
                 self.set_client(ordinal, client);
                 self.rows_pending.remove(ordinal);
-                self.counters.rows_read += 1;
             }
         }
         Ok(true)
