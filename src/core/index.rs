@@ -498,58 +498,33 @@ impl<C> Index<C> {
         deadline: Instant,
     ) -> Result<bool, CrmError> {
         let installation = self.installation.clone();
-        let names: Vec<SetName> = self
-            .sets
-            .iter()
-            .filter(|(_, part)| !part.load.is_ready())
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in names {
-            if let Some(mut part) = self.sets.remove(&name) {
-                // A part that fails is left out of the map: forgotten (see above).
-                if let Ok(done) = self.load_set(store, &installation, &name, &mut part, deadline) {
-                    self.sets.insert(name, part);
-                    if !done {
-                        return Ok(false);
+        // Each waiting part is taken out of its map while it loads (loading hands out
+        // ordinals, which needs the whole index) and put back unless it failed.
+        macro_rules! load_waiting {
+            ($map:ident, $load:ident) => {
+                let waiting: Vec<_> = self
+                    .$map
+                    .iter()
+                    .filter(|(_, part)| !part.load.is_ready())
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                for name in waiting {
+                    if let Some(mut part) = self.$map.remove(&name) {
+                        if let Ok(done) =
+                            self.$load(store, &installation, &name, &mut part, deadline)
+                        {
+                            self.$map.insert(name, part);
+                            if !done {
+                                return Ok(false);
+                            }
+                        }
                     }
                 }
-            }
+            };
         }
-        let fields: Vec<Bytes> = self
-            .sorts
-            .iter()
-            .filter(|(_, part)| !part.load.is_ready())
-            .map(|(field, _)| field.clone())
-            .collect();
-        for field in fields {
-            if let Some(mut part) = self.sorts.remove(&field) {
-                // A part that fails is left out of the map: forgotten (see above).
-                if let Ok(done) = self.load_sort(store, &installation, &field, &mut part, deadline)
-                {
-                    self.sorts.insert(field, part);
-                    if !done {
-                        return Ok(false);
-                    }
-                }
-            }
-        }
-        let users: Vec<Bytes> = self
-            .users
-            .iter()
-            .filter(|(_, part)| !part.load.is_ready())
-            .map(|(user, _)| user.clone())
-            .collect();
-        for user in users {
-            if let Some(mut part) = self.users.remove(&user) {
-                // A part that fails is left out of the map: forgotten (see above).
-                if let Ok(done) = self.load_user(store, &installation, &user, &mut part, deadline) {
-                    self.users.insert(user, part);
-                    if !done {
-                        return Ok(false);
-                    }
-                }
-            }
-        }
+        load_waiting!(sets, load_set);
+        load_waiting!(sorts, load_sort);
+        load_waiting!(users, load_user);
         while !self.rows_pending.is_empty() {
             if Instant::now() >= deadline {
                 return Ok(false);
