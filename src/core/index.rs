@@ -24,7 +24,7 @@ use super::execute::{Page, Trace};
 use super::order::{compare_ids, Ranked};
 use super::page::cut_page;
 use super::query::{Bytes, Direction, Query};
-use super::store::{IndexSource, MeetingRow, MeetingStore, SetRef};
+use super::store::{IndexRow, IndexSource, MeetingStore, SetRef};
 use super::write::{Effect, CLIENT_FIELD};
 use crate::error::{printable, CrmError};
 
@@ -533,14 +533,13 @@ impl<C> Index<C> {
             let ids: Vec<Bytes> = ordinals.iter().map(|&o| self.id(o).to_vec()).collect();
             // A batch fails as a whole on one key of the wrong type: read that batch one by
             // one, so that only the broken meeting is marked.
-            let rows: Vec<Result<Option<MeetingRow>, CrmError>> =
-                match store.meeting_rows(&installation, &ids, None) {
+            let rows: Vec<Result<Option<IndexRow>, CrmError>> =
+                match store.index_rows(&installation, &ids) {
                     Ok(rows) => rows.into_iter().map(Ok).collect(),
                     Err(_) => ids
                         .iter()
                         .map(|id| {
-                            let row =
-                                store.meeting_rows(&installation, std::slice::from_ref(id), None);
+                            let row = store.index_rows(&installation, std::slice::from_ref(id));
                             row.map(|rows| rows.into_iter().next().flatten())
                         })
                         .collect(),

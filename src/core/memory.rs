@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::query::Bytes;
-use super::store::{IndexSource, MeetingRow, MeetingStore, SetRef};
+use super::store::{IndexRow, IndexSource, MeetingRow, MeetingStore, SetRef};
 use crate::error::CrmError;
 
 #[derive(Debug, Default, Clone)]
@@ -117,7 +117,6 @@ impl MeetingStore for MemoryStore {
                 self.meetings.get(id).map(|hash| MeetingRow {
                     client: hash.get(b"clientid".as_slice()).cloned(),
                     sort_value: sort_field.and_then(|field| hash.get(field).cloned()),
-                    expires: false,
                 })
             })
             .collect())
@@ -167,6 +166,23 @@ impl IndexSource for MemoryStore {
 
     fn cursor(&self) -> Result<MemoryCursor, CrmError> {
         Ok(RefCell::new(None))
+    }
+
+    fn index_rows(
+        &self,
+        installation: &[u8],
+        ids: &[Bytes],
+    ) -> Result<Vec<Option<IndexRow>>, CrmError> {
+        let rows = self.meeting_rows(installation, ids, None)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                row.map(|row| IndexRow {
+                    client: row.client,
+                    expires: false,
+                })
+            })
+            .collect())
     }
 
     fn scan_set(

@@ -30,6 +30,12 @@ pub struct MeetingRow {
     pub client: Option<Bytes>,
     /// The sort field read from the hash, when the query sorts by a hash field.
     pub sort_value: Option<Bytes>,
+}
+
+/// What the index keeps of a meeting's hash.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexRow {
+    pub client: Option<Bytes>,
     /// Whether the hash has a TTL (the index then checks it before each answer).
     pub expires: bool,
 }
@@ -95,6 +101,13 @@ pub trait IndexSource: MeetingStore {
     type Cursor;
 
     fn cursor(&self) -> Result<Self::Cursor, CrmError>;
+
+    /// Each meeting's row for the index; `None` where the meeting has no hash.
+    fn index_rows(
+        &self,
+        installation: &[u8],
+        ids: &[Bytes],
+    ) -> Result<Vec<Option<IndexRow>>, CrmError>;
 
     /// Appends some members of the set to `out`; `false` once the scan is complete.
     fn scan_set(

@@ -9,7 +9,7 @@ use super::access::{KeyGuard, Need};
 use super::keys::{strip, KeyTemplates, Placeholder};
 use super::redis_key::{ModuleString, ReadKey, ScanCursor};
 use crate::core::query::Bytes;
-use crate::core::store::{IndexSource, MeetingRow, MeetingStore, MeetingWriter, SetRef};
+use crate::core::store::{IndexRow, IndexSource, MeetingRow, MeetingStore, MeetingWriter, SetRef};
 use crate::core::write::{Effect, CLIENT_FIELD};
 use crate::error::{printable, CrmError, KeyKind};
 
@@ -229,14 +229,19 @@ impl MeetingStore for KeyspaceStore<'_> {
         sort_field: Option<&[u8]>,
     ) -> Result<Vec<Option<MeetingRow>>, CrmError> {
         let fields: Vec<&[u8]> = std::iter::once(CLIENT_FIELD).chain(sort_field).collect();
-        self.read_meetings_with(installation, ids, &fields, |key, values| {
-            let mut values = values.into_iter();
-            MeetingRow {
-                client: values.next().flatten(),
-                sort_value: values.next().flatten(),
-                expires: key.has_expire().unwrap_or(false),
-            }
-        })
+        let rows = self.read_meetings(installation, ids, &fields)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                row.map(|values| {
+                    let mut values = values.into_iter();
+                    MeetingRow {
+                        client: values.next().flatten(),
+                        sort_value: values.next().flatten(),
+                    }
+                })
+            })
+            .collect())
     }
 
     fn fields(
@@ -355,6 +360,17 @@ impl IndexSource for KeyspaceStore<'_> {
 
     fn cursor(&self) -> Result<ScanCursor, CrmError> {
         ScanCursor::new()
+    }
+
+    fn index_rows(
+        &self,
+        installation: &[u8],
+        ids: &[Bytes],
+    ) -> Result<Vec<Option<IndexRow>>, CrmError> {
+        self.read_meetings_with(installation, ids, &[CLIENT_FIELD], |key, values| IndexRow {
+            client: values.into_iter().next().flatten(),
+            expires: key.has_expire().unwrap_or(false),
+        })
     }
 
     fn scan_set(

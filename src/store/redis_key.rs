@@ -194,27 +194,19 @@ impl ReadKey {
     /// One ScanKey call: appends some members (of a set or sorted set) to `out` and says
     /// whether more remain. The cursor resumes across calls, also after the key is reopened.
     pub fn scan_step(&self, cursor: &ScanCursor, out: &mut Vec<Bytes>) -> Result<bool, CrmError> {
-        if self.handle.is_null() {
-            return Ok(false);
-        }
-        let scan_key = api!(RedisModule_ScanKey);
-
         extern "C" fn collect(
             _key: *mut raw::RedisModuleKey,
             field: *mut raw::RedisModuleString,
             _value: *mut raw::RedisModuleString,
             data: *mut c_void,
         ) {
-            // SAFETY: `data` is the `out` vector, alive for the whole call.
+            // SAFETY: `data` is the `out` vector of `scan_into`, alive for the whole call.
             let out = unsafe { &mut *data.cast::<Vec<Bytes>>() };
             if !field.is_null() {
                 out.push(copy_bytes(field));
             }
         }
-
-        let data = ptr::from_mut(out).cast::<c_void>();
-        // SAFETY: a live cursor and key; the callback only pushes bytes.
-        Ok(unsafe { scan_key(self.handle, cursor.0, Some(collect), data) } != 0)
+        self.scan_into(cursor, out, collect)
     }
 
     /// One ScanKey call on a sorted set: appends some `(member, score)` pairs to `out` and
@@ -224,18 +216,13 @@ impl ReadKey {
         cursor: &ScanCursor,
         out: &mut Vec<(Bytes, f64)>,
     ) -> Result<bool, CrmError> {
-        if self.handle.is_null() {
-            return Ok(false);
-        }
-        let scan_key = api!(RedisModule_ScanKey);
-
         extern "C" fn collect(
             _key: *mut raw::RedisModuleKey,
             member: *mut raw::RedisModuleString,
             score: *mut raw::RedisModuleString,
             data: *mut c_void,
         ) {
-            // SAFETY: `data` is the `out` vector, alive for the whole call.
+            // SAFETY: `data` is the `out` vector of `scan_into`, alive for the whole call.
             let out = unsafe { &mut *data.cast::<Vec<(Bytes, f64)>>() };
             // The server hands the score as a string that round-trips the double.
             let score = std::str::from_utf8(&copy_bytes(score))
@@ -245,9 +232,27 @@ impl ReadKey {
                 out.push((copy_bytes(member), score));
             }
         }
+        self.scan_into(cursor, out, collect)
+    }
 
+    /// One ScanKey call whose callback `collect` appends to `out` (its `data` argument).
+    fn scan_into<T>(
+        &self,
+        cursor: &ScanCursor,
+        out: &mut Vec<T>,
+        collect: extern "C" fn(
+            *mut raw::RedisModuleKey,
+            *mut raw::RedisModuleString,
+            *mut raw::RedisModuleString,
+            *mut c_void,
+        ),
+    ) -> Result<bool, CrmError> {
+        if self.handle.is_null() {
+            return Ok(false);
+        }
+        let scan_key = api!(RedisModule_ScanKey);
         let data = ptr::from_mut(out).cast::<c_void>();
-        // SAFETY: a live cursor and key; the callback only pushes bytes.
+        // SAFETY: a live cursor and key; `collect` casts `data` back to this `out`.
         Ok(unsafe { scan_key(self.handle, cursor.0, Some(collect), data) } != 0)
     }
 
