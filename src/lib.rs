@@ -2,6 +2,15 @@
 //! sorted, one page at a time" natively. This file only registers commands and settings;
 //! `command/` is the edge, `core/` the pure query engine, `store/` the keyspace access.
 
+// Input must never reach a panic inside a server: denied for the module's code only (the
+// tests and tools panic freely); `clippy.toml` lets unit tests inside `src/` use them.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 pub mod command;
 pub mod config;
 pub mod core;
