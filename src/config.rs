@@ -11,12 +11,13 @@ use redis_module::configuration::{
 };
 use redis_module::{Context, RedisError, RedisString};
 
-use crate::core::index::{parse_plan_setting, PlanSetting};
-use crate::core::query::Bytes;
+use crate::core::index::plan::{parse_plan_setting, PlanSetting};
+use crate::core::types::Bytes;
 use crate::core::write::Schema;
 use crate::error::CrmError;
-use crate::store::keys::{self, KeyTemplates, Template};
-use crate::store::redis_key::ModuleString;
+use crate::ffi::load_configs;
+use crate::ffi::string::SharedString;
+use crate::store::keys::{KeyRole, KeyTemplates, Template};
 
 /// A text setting parsed into `T` when it is set. Redis sets the default (or the value in
 /// `redis.conf`) through `set` when the module loads, so `current` is `None` only before.
@@ -27,20 +28,11 @@ pub struct TextSetting<T> {
     current: RwLock<Option<Current<T>>>,
 }
 
-/// A setting's value: as given, as parsed, and as the string CONFIG GET shows.
+/// A setting's value: as parsed, and as the string CONFIG GET shows.
 struct Current<T> {
     value: Arc<T>,
-    shown: Shown,
+    shown: SharedString,
 }
-
-/// The string handed to CONFIG GET. Redis copies what a getter returns and never frees
-/// it, so the setting keeps one string per value instead of making one per call.
-struct Shown(ModuleString);
-
-// SAFETY: configuration callbacks and commands run on the main thread with the GIL held;
-// the string is created, read and freed only there.
-unsafe impl Send for Shown {}
-unsafe impl Sync for Shown {}
 
 impl<T> TextSetting<T> {
     const fn new(
@@ -64,10 +56,10 @@ impl<T> TextSetting<T> {
             .ok_or_else(|| format!("crm.{} must be UTF-8 text without NUL bytes", self.name))?;
         let value =
             (self.parse)(source).map_err(|reason| format!("crm.{}: {reason}", self.name))?;
-        let shown = ModuleString::new(source.as_bytes()).map_err(|error| error.to_string())?;
+        let shown = SharedString::new(source.as_bytes()).map_err(|error| error.to_string())?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Current {
             value: Arc::new(value),
-            shown: Shown(shown),
+            shown,
         });
         Ok(())
     }
@@ -90,11 +82,7 @@ impl<T: Send + Sync> ConfigurationValue<RedisString> for TextSetting<T> {
     fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         match current.as_ref() {
-            // Lent, not given: the crate passes the pointer on and Redis only copies it.
-            Some(current) => RedisString::from_redis_module_string(
-                std::ptr::null_mut(),
-                current.shown.0.as_ptr(),
-            ),
+            Some(current) => current.shown.lend(),
             // Before the module loaded its settings (not seen in practice): a new string.
             None => RedisString::create_from_slice(std::ptr::null_mut(), self.default.as_bytes()),
         }
@@ -105,31 +93,26 @@ impl<T: Send + Sync> ConfigurationValue<RedisString> for TextSetting<T> {
     }
 }
 
-pub static FILTER_KEY: TextSetting<Template> = TextSetting::new(
-    "filter-key",
-    "meeting_<field>:<value>_ins_<installation>",
-    |text| Template::parse(text, keys::FILTER_KEY),
-);
+/// The key templates, each named by its role.
+pub static FILTER_KEY: TextSetting<Template> =
+    template(KeyRole::Filter, |t| KeyRole::Filter.parse(t));
 pub static MEETINGS_KEY: TextSetting<Template> =
-    TextSetting::new("meetings-key", "meetings_ins_<installation>", |text| {
-        Template::parse(text, keys::MEETINGS_KEY)
-    });
+    template(KeyRole::Meetings, |t| KeyRole::Meetings.parse(t));
 pub static CLIENTS_KEY: TextSetting<Template> =
-    TextSetting::new("clients-key", "clients_for_user:<user>", |text| {
-        Template::parse(text, keys::CLIENTS_KEY)
-    });
+    template(KeyRole::Clients, |t| KeyRole::Clients.parse(t));
 pub static MEETING_KEY: TextSetting<Template> =
-    TextSetting::new("meeting-key", "meeting:<id>", |text| {
-        Template::parse(text, keys::MEETING_KEY)
-    });
-pub static SORT_KEY: TextSetting<Template> =
-    TextSetting::new("sort-key", "meeting_<field>", |text| {
-        Template::parse(text, keys::SORT_KEY)
-    });
+    template(KeyRole::Meeting, |t| KeyRole::Meeting.parse(t));
+pub static SORT_KEY: TextSetting<Template> = template(KeyRole::Sort, |t| KeyRole::Sort.parse(t));
 pub static SORT_MEMBER: TextSetting<Template> =
-    TextSetting::new("sort-member", "meeting:<id>", |text| {
-        Template::parse(text, keys::SORT_MEMBER)
-    });
+    template(KeyRole::SortMember, |t| KeyRole::SortMember.parse(t));
+
+const fn template(
+    role: KeyRole,
+    parse: fn(&str) -> Result<Template, String>,
+) -> TextSetting<Template> {
+    TextSetting::new(role.setting(), role.default_template(), parse)
+}
+
 /// `crm.filter-fields`: hash fields with one SET per value, kept by the write commands.
 pub static FILTER_FIELDS: TextSetting<Vec<Bytes>> =
     TextSetting::new("filter-fields", "type status", parse_field_list);
@@ -246,12 +229,7 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         ConfigurationFlags::MEMORY,
         None,
     );
-    // SAFETY: called once from OnLoad with the module's context, after every registration.
-    let load_configs = unsafe { redis_module::raw::RedisModule_LoadConfigs }
-        .ok_or("this server has no module configurations (Redis 7.0 or later is needed)")?;
-    if unsafe { load_configs(ctx.ctx) } != redis_module::raw::REDISMODULE_OK as i32 {
-        return Err("the crm.* values in the configuration file are invalid".to_string());
-    }
+    load_configs(ctx)?;
     apply_module_args(args)
 }
 
@@ -327,9 +305,14 @@ pub fn max_page() -> u64 {
     u64::try_from(MAX_PAGE.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
+/// `crm.index`: whether queries may use the in-memory index at all.
+pub fn index_enabled() -> bool {
+    INDEX.load(Ordering::Relaxed)
+}
+
 /// Whether queries may use the index, and how.
 pub fn index_plan() -> PlanSetting {
-    if !INDEX.load(Ordering::Relaxed) {
+    if !index_enabled() {
         return PlanSetting::Keyspace;
     }
     INDEX_PLAN.current().map_or(PlanSetting::Auto, |plan| *plan)

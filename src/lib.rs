@@ -1,6 +1,8 @@
 //! crm-meetings: a Redis module that answers "which meetings may this user see, filtered,
-//! sorted, one page at a time" natively. This file only registers commands and settings;
-//! `command/` is the edge, `core/` the pure query engine, `store/` the keyspace access.
+//! sorted, one page at a time" natively. This file only registers commands, settings and
+//! event handlers. Layers, each importing only those after it: `command/` (the edge, one
+//! file per command), `config` (the crm.* settings), `store/` (the keyspace and the index
+//! glue), `ffi/` (every raw module-API call), `core/` (the pure engine), `error`.
 
 // Input must never reach a panic inside a server: denied for the module's code only (the
 // tests and tools panic freely); `clippy.toml` lets unit tests inside `src/` use them.
@@ -10,11 +12,15 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+// Raw pointers and their unchecked calls live in `ffi/` alone.
+#![deny(unsafe_code)]
 
 pub mod command;
 pub mod config;
 pub mod core;
 pub mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
 pub mod store;
 
 // Not in unit tests or fuzz targets: the macro installs Redis's allocator as the global one,
@@ -23,69 +29,64 @@ pub mod store;
 mod module {
     use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
-    use crate::command::{self, audit, info, meeting_write, meetings};
+    use crate::command::{self, audit, meeting_write, meetings, spec};
     use crate::config;
-    use crate::store::indexes;
+    use crate::ffi::command_info;
+    use crate::ffi::hooks::on_data_replaced;
+    use crate::store::index;
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, &info::MEETINGS, meetings::meetings)
+        command::run_guarded(ctx, &args, &spec::MEETINGS, meetings::meetings)
     }
 
     fn crm_meeting_set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, &info::MEETING_SET, meeting_write::meeting_set)
+        command::run_guarded(ctx, &args, &spec::MEETING_SET, meeting_write::meeting_set)
     }
 
     fn crm_meeting_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, &info::MEETING_DEL, meeting_write::meeting_del)
+        command::run_guarded(ctx, &args, &spec::MEETING_DEL, meeting_write::meeting_del)
     }
 
     fn crm_check(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, &info::CHECK, audit::check)
+        command::run_guarded(ctx, &args, &spec::CHECK, audit::check)
     }
 
     fn crm_repair(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, &info::REPAIR, audit::repair)
+        command::run_guarded(ctx, &args, &spec::REPAIR, audit::repair)
     }
 
     fn crm_explain(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-        command::run_guarded(ctx, &args, &info::EXPLAIN, meetings::explain)
+        command::run_guarded(ctx, &args, &spec::EXPLAIN, meetings::explain)
     }
 
     /// Debug builds only: `CRM.DEBUG.PANIC` panics inside a command, so the tests can prove
     /// that a bug answers an error instead of taking the server down.
-    ///
-    /// # Safety
-    /// Only from OnLoad, with the module's context (the macro calls the raw API).
     #[cfg(debug_assertions)]
-    unsafe fn register_debug_commands(ctx: &Context) -> std::os::raw::c_int {
-        use std::ffi::CString;
-        use std::os::raw::c_int;
-
-        #[allow(clippy::panic)]
-        fn crm_debug_panic(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-            command::run_guarded(ctx, &args, &info::MEETINGS, |_, _| {
-                panic!("CRM.DEBUG.PANIC was called")
-            })
-        }
-        redis_module::redis_command!(ctx.ctx, "crm.debug.panic", crm_debug_panic, "", 0, 0, 0, "");
-        0
+    #[allow(clippy::panic)]
+    fn crm_debug_panic(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, &spec::MEETINGS, |_, _| {
+            panic!("CRM.DEBUG.PANIC was called")
+        })
     }
 
     fn init(ctx: &Context, args: &[RedisString]) -> Status {
         command::install_panic_hook();
-        // SAFETY: init runs inside OnLoad with the module's context.
         #[cfg(debug_assertions)]
-        if unsafe { register_debug_commands(ctx) } != 0 {
+        if let Err(reason) =
+            command_info::register_debug_command(ctx, "crm.debug.panic", crm_debug_panic)
+        {
+            ctx.log_warning(&format!("crm-meetings: {reason}"));
             return Status::Err;
         }
-        let with_crm_category = info::add_acl_category(ctx);
-        for command in &info::ALL {
-            if let Err(reason) = info::describe(ctx, command, with_crm_category) {
+        let extra_category =
+            command_info::add_acl_category(ctx, spec::ACL_CATEGORY).then_some(spec::ACL_CATEGORY);
+        for command in &spec::ALL {
+            if let Err(reason) = command_info::describe(ctx, command, extra_category) {
                 ctx.log_warning(&format!("crm-meetings: {reason}"));
                 return Status::Err;
             }
         }
-        if let Err(reason) = indexes::subscribe_server_events(ctx) {
+        if let Err(reason) = on_data_replaced(ctx, index::events::on_data_replaced) {
             ctx.log_warning(&format!("crm-meetings: {reason}"));
             return Status::Err;
         }
@@ -103,7 +104,7 @@ mod module {
     }
 
     fn deinit(_ctx: &Context) -> Status {
-        indexes::drop_all();
+        index::events::on_data_replaced();
         config::release();
         Status::Ok
     }
@@ -116,16 +117,16 @@ mod module {
         init: init,
         deinit: deinit,
         commands: [
-            [info::MEETINGS.name, crm_meetings, info::MEETINGS.flags, 0, 0, 0, ""],
-            [info::MEETING_SET.name, crm_meeting_set, info::MEETING_SET.flags, 0, 0, 0, ""],
-            [info::MEETING_DEL.name, crm_meeting_del, info::MEETING_DEL.flags, 0, 0, 0, ""],
-            [info::CHECK.name, crm_check, info::CHECK.flags, 0, 0, 0, ""],
-            [info::REPAIR.name, crm_repair, info::REPAIR.flags, 0, 0, 0, ""],
-            [info::EXPLAIN.name, crm_explain, info::EXPLAIN.flags, 0, 0, 0, ""],
+            [spec::MEETINGS.name, crm_meetings, spec::MEETINGS.flags, 0, 0, 0, ""],
+            [spec::MEETING_SET.name, crm_meeting_set, spec::MEETING_SET.flags, 0, 0, 0, ""],
+            [spec::MEETING_DEL.name, crm_meeting_del, spec::MEETING_DEL.flags, 0, 0, 0, ""],
+            [spec::CHECK.name, crm_check, spec::CHECK.flags, 0, 0, 0, ""],
+            [spec::REPAIR.name, crm_repair, spec::REPAIR.flags, 0, 0, 0, ""],
+            [spec::EXPLAIN.name, crm_explain, spec::EXPLAIN.flags, 0, 0, 0, ""],
         ],
-        // Every class of keyspace event keeps the indexes exact (see store::indexes).
+        // Every class of keyspace event keeps the indexes exact (see store::index).
         event_handlers: [
-            [@ALL: indexes::on_key_event],
+            [@ALL: index::events::on_key_event],
         ],
     }
 }

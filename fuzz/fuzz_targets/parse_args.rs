@@ -3,10 +3,10 @@
 //! to the same value, and the id order and value readers stay total and NaN-free.
 #![no_main]
 
-use crm_meetings::core::order::{compare_ids, parse_sort_value};
-use crm_meetings::core::parse_query;
-use crm_meetings::core::query::{Direction, Format, Query};
-use crm_meetings::core::time::parse_rfc3339;
+use crm_meetings::core::order::compare_ids;
+use crm_meetings::core::query::{parse_query, Format, Query};
+use crm_meetings::core::types::Direction;
+use crm_meetings::core::values::{parse_rfc3339, parse_sort_value};
 use crm_meetings::core::write::{parse_meeting_del, parse_meeting_set, MeetingWrite};
 use crm_meetings::error::CrmError;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};

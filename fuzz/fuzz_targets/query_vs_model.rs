@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crm_meetings::core::memory::MemoryStore;
-use crm_meetings::core::{execute, parse_query};
+use crm_meetings::core::in_memory_store::InMemoryStore;
+use crm_meetings::core::keyspace_path::execute;
+use crm_meetings::core::query::parse_query;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -112,8 +113,8 @@ fn data(u: &mut Unstructured<'_>) -> Result<Data> {
     })
 }
 
-fn store(data: &Data) -> MemoryStore {
-    let mut store = MemoryStore::default();
+fn store(data: &Data) -> InMemoryStore {
+    let mut store = InMemoryStore::default();
     for ((field, value), ids) in &data.filter_sets {
         let ids: Vec<&str> = ids.iter().copied().collect();
         store.filter(INSTALLATION, field, value, &ids);

@@ -13,18 +13,20 @@ use redis_module::{
     BlockedClient, Context, ContextFlags, RedisError, RedisValue, ThreadSafeContext,
 };
 
-use super::{info, integer};
+use super::{caller_store, integer, spec};
 use crate::config;
 use crate::core::audit::{examine, DriftKind, MeetingState};
-use crate::core::query::Bytes;
-use crate::core::store::{MeetingStore, MeetingWriter, SetRef};
+use crate::core::store::{MeetingStore, MeetingWriter};
+use crate::core::types::{Bytes, SetRef};
 use crate::core::write::Schema;
 use crate::error::{printable, CrmError};
-use crate::store::access::{caller, KeyGuard, Need};
+use crate::ffi::user::caller_name;
+use crate::ffi::{select_db, selected_db};
+use crate::store::access::{KeyGuard, Need};
+use crate::store::index::writes::write_through;
 use crate::store::installation_scan::{InstallationScan, Listing};
-use crate::store::keys::KeyTemplates;
+use crate::store::keys::{KeyRole, KeyTemplates};
 use crate::store::keyspace::KeyspaceStore;
-use crate::store::redis_key::{select_db, selected_db};
 
 /// How long one step holds the server, give or take one unit of work (one hash bucket of
 /// the keyspace or of a set, or one meeting).
@@ -61,7 +63,7 @@ pub fn check(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
         }
         _ => {
             return Err(CrmError::WrongArity {
-                command: info::CHECK.name,
+                command: spec::CHECK.name,
             })
         }
     };
@@ -71,7 +73,7 @@ pub fn check(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
 pub fn repair(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let [installation] = args else {
         return Err(CrmError::WrongArity {
-            command: info::REPAIR.name,
+            command: spec::REPAIR.name,
         });
     };
     start(ctx, Mode::Repair, installation, DEFAULT_EXAMPLES)
@@ -83,7 +85,6 @@ fn start(
     installation: &[u8],
     examples: usize,
 ) -> Result<RedisValue, CrmError> {
-    let keys = config::key_templates()?;
     let schema = config::schema()?;
     // A repair writes: refuse it up front to a user who may not write the installation's
     // set or sort indexes (value sets are checked as the scan finds them, before any
@@ -92,18 +93,23 @@ fn start(
         Mode::Check => Need::Read,
         Mode::Repair => Need::Write,
     };
-    let store = KeyspaceStore::new(ctx, keys.clone(), KeyGuard::for_caller(ctx, installation)?);
+    let store = caller_store(ctx, installation)?;
     store.check_set(SetRef::Meetings { installation }, need)?;
     for field in &schema.sort_fields {
-        store.check_key(&store.sort_key(installation, field), "sort-key", need)?;
+        store.check_key(&store.sort_key(installation, field), KeyRole::Sort, need)?;
     }
-    let scan = InstallationScan::new(installation.to_vec(), keys.clone(), schema.clone(), need)?;
+    let scan = InstallationScan::new(
+        installation.to_vec(),
+        store.templates().clone(),
+        schema.clone(),
+        need,
+    )?;
     let mut job = AuditJob {
         mode,
         db: selected_db(ctx)?,
-        keys,
+        keys: store.templates().clone(),
         schema,
-        user: caller(ctx),
+        user: caller_name(ctx),
         scan,
         pending: VecDeque::new(),
         installation: installation.to_vec(),
@@ -186,8 +192,13 @@ impl AuditJob {
                     self.report.add(finding.kind, finding.detail);
                 }
                 if self.mode == Mode::Repair && !fixes.is_empty() {
-                    store.apply(&self.installation, &state.id, &fixes)?;
-                    self.report.writes += fixes.len() as u64;
+                    let writes = fixes.len() as u64;
+                    // The same write path as CRM.MEETING.SET: the index follows the mend.
+                    write_through(ctx, &self.installation, &state.id, || {
+                        store.apply(&self.installation, &state.id, &fixes)?;
+                        Ok(fixes)
+                    })?;
+                    self.report.writes += writes;
                 }
                 if Instant::now() >= deadline {
                     return Ok(false);

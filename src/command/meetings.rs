@@ -5,26 +5,28 @@
 //! `[total, [id, [field, value, ...]], ...]`; with FORMAT JSON, one bulk string
 //! `{"total":N,"meetings":[{"id":"11","details":{...}}]}`.
 
+use std::time::Instant;
+
 use redis_module::{Context, RedisValue};
 
-use super::{integer, stats};
+use super::{caller_store, integer, stats};
 use crate::config;
-use crate::core::query::{Format, DETAILS_FIELD};
-use crate::core::write::is_json;
-use crate::core::{parse_query, Page, Query, Trace};
+use crate::core::index::plan::PlanSetting;
+use crate::core::keyspace_path;
+use crate::core::page::Page;
+use crate::core::query::{parse_query, Format, Query};
+use crate::core::trace::Trace;
+use crate::core::types::DETAILS_FIELD;
+use crate::core::values::is_json;
 use crate::error::CrmError;
-use crate::store::access::KeyGuard;
-use crate::store::indexes;
+use crate::store::index;
+use crate::store::index::answer::try_answer;
 use crate::store::keyspace::KeyspaceStore;
 
 pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let query = parse_query(args, config::max_page())?;
-    let store = KeyspaceStore::new(
-        ctx,
-        config::key_templates()?,
-        KeyGuard::for_caller(ctx, &query.installation)?,
-    );
-    let page = indexes::answer(ctx, &store, &query, &mut Trace::default())?;
+    let store = caller_store(ctx, &query.installation)?;
+    let page = answer(ctx, &store, &query, &mut Trace::default())?;
     stats::rows_returned(page.meetings.len());
     Ok(match query.format {
         Format::Resp => resp_reply(&query, page),
@@ -35,13 +37,9 @@ pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
 /// The plan of the same query, each step with its estimated and actual rows and time.
 pub fn explain(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let query = parse_query(args, config::max_page())?;
-    let store = KeyspaceStore::new(
-        ctx,
-        config::key_templates()?,
-        KeyGuard::for_caller(ctx, &query.installation)?,
-    );
+    let store = caller_store(ctx, &query.installation)?;
     let mut trace = Trace::recording();
-    let page = indexes::answer(ctx, &store, &query, &mut trace)?;
+    let page = answer(ctx, &store, &query, &mut trace)?;
     let steps = trace
         .steps
         .into_iter()
@@ -66,6 +64,56 @@ pub fn explain(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
         RedisValue::SimpleStringStatic("plan"),
         RedisValue::Array(steps),
     ]))
+}
+
+/// The route of one query: from the installation's in-memory index when it is ready for
+/// the query, otherwise from the keyspace (the trace says why).
+fn answer(
+    ctx: &Context,
+    store: &KeyspaceStore,
+    query: &Query,
+    trace: &mut Trace,
+) -> Result<Page, CrmError> {
+    let started = Instant::now();
+    let forced = match config::index_plan() {
+        PlanSetting::Auto => None,
+        PlanSetting::Forced(kind) => Some(kind),
+        PlanSetting::Keyspace => {
+            if !config::index_enabled() {
+                index::drop_all();
+            }
+            return keyspace(
+                store,
+                query,
+                trace,
+                started,
+                "crm.index is no or crm.index-plan is keyspace",
+            );
+        }
+    };
+    match try_answer(ctx, store, query, forced, config::index_max_memory(), trace)? {
+        Ok(page) => Ok(page),
+        Err(reason) => keyspace(store, query, trace, started, reason),
+    }
+}
+
+/// The answer of the keyspace path, with the reason the index did not answer.
+fn keyspace(
+    store: &KeyspaceStore,
+    query: &Query,
+    trace: &mut Trace,
+    started: Instant,
+    reason: &str,
+) -> Result<Page, CrmError> {
+    index::count_keyspace_answer();
+    trace.record(
+        "index",
+        || format!("keyspace path: {reason}"),
+        0,
+        0,
+        started,
+    );
+    keyspace_path::execute_traced(store, query, trace)
 }
 
 fn resp_reply(query: &Query, page: Page) -> RedisValue {

@@ -1,10 +1,11 @@
-//! The edge between Redis and the core: argument decoding, panic containment and the
-//! conversion of [`CrmError`] into error replies. One file per command beside this one.
+//! The edge between Redis and the core: argument decoding, panic containment, the caller's
+//! store, and the conversion of [`CrmError`] into error replies. One file per command
+//! beside this one; `spec.rs` declares them to the server, `stats.rs` counts them.
 
 pub mod audit;
-pub mod info;
 pub mod meeting_write;
 pub mod meetings;
+pub mod spec;
 pub mod stats;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -12,7 +13,9 @@ use std::time::Instant;
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use crate::config;
 use crate::error::CrmError;
+use crate::store::keyspace::KeyspaceStore;
 
 /// A command body: the arguments after the command name, as bytes.
 pub type Handler = fn(&Context, &[&[u8]]) -> Result<RedisValue, CrmError>;
@@ -23,7 +26,7 @@ pub type Handler = fn(&Context, &[&[u8]]) -> Result<RedisValue, CrmError>;
 pub fn run_guarded(
     ctx: &Context,
     args: &[RedisString],
-    command: &info::CommandInfo,
+    command: &spec::CommandInfo,
     handler: Handler,
 ) -> RedisResult {
     let started = Instant::now();
@@ -39,6 +42,15 @@ pub fn run_guarded(
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     stats::record(command.name, micros, result.is_err());
     result.map_err(|error| RedisError::String(error.to_string()))
+}
+
+/// The keyspace as the caller of a command on `installation` may see it: the templates in
+/// force now, the caller's ACL user, the installation's cluster slot.
+pub fn caller_store<'a>(
+    ctx: &'a Context,
+    installation: &[u8],
+) -> Result<KeyspaceStore<'a>, CrmError> {
+    KeyspaceStore::for_caller(ctx, config::key_templates()?, installation)
 }
 
 /// A count as a Redis integer (saturating: a count never exceeds i64 in practice).

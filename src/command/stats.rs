@@ -2,15 +2,13 @@
 //! command, and the rows CRM.MEETINGS returned. CONFIG RESETSTAT resets it, as it does the
 //! server's own statistics (seen through a command filter: modules get no event for it).
 
-use std::ffi::CString;
-use std::os::raw::{c_char, c_int};
 use std::sync::{Mutex, PoisonError};
 
-use redis_module::{raw, Context};
+use redis_module::{Context, InfoContext, RedisResult};
 
-use super::info;
-use crate::store::indexes;
-use crate::store::redis_key::copy_bytes;
+use super::spec;
+use crate::ffi::hooks::{register_command_filter, register_info, FilteredCommand};
+use crate::store::{access, index};
 
 /// Latencies in microseconds: exact below 16, then 8 buckets per power of two, so a
 /// percentile is read to within 12.5%.
@@ -70,13 +68,13 @@ fn bucket_upper(index: usize) -> u64 {
 }
 
 struct Stats {
-    commands: [CommandStats; info::ALL.len()],
+    commands: [CommandStats; spec::ALL.len()],
     rows_returned: u64,
 }
 
 impl Stats {
     const NEW: Stats = Stats {
-        commands: [CommandStats::NEW; info::ALL.len()],
+        commands: [CommandStats::NEW; spec::ALL.len()],
         rows_returned: 0,
     };
 }
@@ -90,7 +88,7 @@ fn with_stats<T>(f: impl FnOnce(&mut Stats) -> T) -> T {
 
 /// One call of `command`, how long it took and whether it failed.
 pub fn record(command: &str, micros: u64, failed: bool) {
-    let Some(index) = info::ALL.iter().position(|info| info.name == command) else {
+    let Some(index) = spec::ALL.iter().position(|info| info.name == command) else {
         return;
     };
     with_stats(|stats| {
@@ -116,112 +114,72 @@ pub fn reset() {
 
 /// Replaces the default INFO callback and watches for CONFIG RESETSTAT.
 pub fn register(ctx: &Context) -> Result<(), String> {
-    // SAFETY: called from OnLoad with the module's context; the callbacks live forever.
-    unsafe {
-        let register_info = raw::RedisModule_RegisterInfoFunc.ok_or("no INFO callbacks")?;
-        if register_info(ctx.ctx, Some(info_callback)) != raw::REDISMODULE_OK as c_int {
-            return Err("cannot register the INFO section".into());
-        }
-        let register_filter = raw::RedisModule_RegisterCommandFilter.ok_or("no command filters")?;
-        let filter = register_filter(
-            ctx.ctx,
-            Some(resetstat_filter),
-            raw::REDISMODULE_CMDFILTER_NOSELF as c_int,
-        );
-        if filter.is_null() {
-            return Err("cannot register the CONFIG RESETSTAT filter".into());
-        }
-    }
-    Ok(())
+    register_info(ctx, render)?;
+    register_command_filter(ctx, watch_command)
 }
 
-extern "C" fn resetstat_filter(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    // SAFETY: the filter context is valid during the callback; arguments are read only.
-    let arg = |pos: c_int| -> Vec<u8> {
-        match unsafe { raw::RedisModule_CommandFilterArgGet } {
-            Some(get) => copy_bytes(unsafe { get(fctx, pos) }),
-            None => Vec::new(),
-        }
-    };
-    let count = unsafe { raw::RedisModule_CommandFilterArgsCount.map_or(0, |count| count(fctx)) };
-    let command = arg(0);
-    if count == 2
-        && command.eq_ignore_ascii_case(b"config")
-        && arg(1).eq_ignore_ascii_case(b"resetstat")
+/// Runs before every command of the server: CONFIG RESETSTAT resets these statistics, and
+/// an ACL command (or an EXEC that may hold one) may change what users may read.
+fn watch_command(command: &FilteredCommand) {
+    let name = command.arg(0);
+    if command.word_count() == 2
+        && name.eq_ignore_ascii_case(b"config")
+        && command.arg(1).eq_ignore_ascii_case(b"resetstat")
     {
         reset();
     }
-    // ACL rules change with an ACL command (or an EXEC that holds one).
-    if command.eq_ignore_ascii_case(b"acl") || command.eq_ignore_ascii_case(b"exec") {
-        indexes::acl_changed();
+    if name.eq_ignore_ascii_case(b"acl") || name.eq_ignore_ascii_case(b"exec") {
+        access::forget_acl_cache();
     }
 }
 
-extern "C" fn info_callback(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
+/// The default section, shown as `# crm` with fields prefixed `crm_`.
+fn render(ctx: &InfoContext) {
+    let _ = build(ctx);
+}
+
+fn build(ctx: &InfoContext) -> RedisResult<()> {
     // Copy the figures out first: the INFO calls below must not run under the lock.
     let (commands, rows) = with_stats(|stats| (stats.commands, stats.rows_returned));
-    let text = |value: &str| CString::new(value).unwrap_or_default();
-    // SAFETY: a live INFO context; every C string outlives the call that takes it.
-    unsafe {
-        let (Some(section), Some(begin), Some(end), Some(add)) = (
-            raw::RedisModule_InfoAddSection,
-            raw::RedisModule_InfoBeginDictField,
-            raw::RedisModule_InfoEndDictField,
-            raw::RedisModule_InfoAddFieldULongLong,
-        ) else {
-            return;
-        };
-        // The default section: shown as `# crm`, fields prefixed with `crm_`.
-        section(ctx, c"".as_ptr());
-        for (command, stats) in info::ALL.iter().zip(&commands) {
-            let name = text(
-                command
-                    .name
-                    .trim_start_matches("crm.")
-                    .replace('.', "_")
-                    .as_str(),
-            );
-            begin(ctx, name.as_ptr());
-            let fields: [(&std::ffi::CStr, u64); 5] = [
-                (c"calls", stats.calls),
-                (c"errors", stats.errors),
-                (c"p50_us", stats.quantile(0.50)),
-                (c"p99_us", stats.quantile(0.99)),
-                (c"max_us", stats.max_us),
-            ];
-            for (field, value) in fields {
-                add(ctx, field.as_ptr() as *const c_char, value);
-            }
-            end(ctx);
-        }
-        add(ctx, c"rows_returned".as_ptr(), rows);
-        if let Some(index) = indexes::figures() {
-            let [filter_first, client_first, sort_walk] = index.plans;
-            let fields: [(&std::ffi::CStr, u64); 14] = [
-                (c"index_installations", index.installations),
-                (c"index_meetings", index.meetings),
-                (c"index_memory_bytes", index.memory_bytes),
-                (c"index_building", index.building),
-                (c"index_builds", index.builds),
-                (c"index_last_build_ms", index.last_build_ms),
-                (c"index_longest_hold_us", index.longest_hold_us),
-                (c"index_partial_rebuilds", index.partial_rebuilds),
-                (c"index_invalidations", index.invalidations),
-                (c"index_dropped", index.dropped),
-                (c"plan_filter_first", filter_first),
-                (c"plan_client_first", client_first),
-                (c"plan_sort_walk", sort_walk),
-                (c"plan_keyspace", index.keyspace_answers),
-            ];
-            for (field, value) in fields {
-                add(ctx, field.as_ptr() as *const c_char, value);
-            }
+    let mut section = ctx.builder().add_section("");
+    for (command, stats) in spec::ALL.iter().zip(&commands) {
+        let name = command.name.trim_start_matches("crm.").replace('.', "_");
+        section = section
+            .add_dictionary(&name)
+            .field("calls", stats.calls)?
+            .field("errors", stats.errors)?
+            .field("p50_us", stats.quantile(0.50))?
+            .field("p99_us", stats.quantile(0.99))?
+            .field("max_us", stats.max_us)?
+            .build_dictionary()?;
+    }
+    section = section.field("rows_returned", rows)?;
+    if let Some(index) = index::figures() {
+        let [filter_first, client_first, sort_walk] = index.plans;
+        for (field, value) in [
+            ("index_installations", index.installations),
+            ("index_meetings", index.meetings),
+            ("index_memory_bytes", index.memory_bytes),
+            ("index_building", index.building),
+            ("index_builds", index.builds),
+            ("index_last_build_ms", index.last_build_ms),
+            ("index_longest_hold_us", index.longest_hold_us),
+            ("index_partial_rebuilds", index.partial_rebuilds),
+            ("index_invalidations", index.invalidations),
+            ("index_dropped", index.dropped),
+            ("plan_filter_first", filter_first),
+            ("plan_client_first", client_first),
+            ("plan_sort_walk", sort_walk),
+            ("plan_keyspace", index.keyspace_answers),
+        ] {
+            section = section.field(field, value)?;
         }
     }
+    section.build_section()?.build_info()?;
+    Ok(())
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

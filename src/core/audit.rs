@@ -3,8 +3,9 @@
 //! where it has a value; where it has none (data written before the module, with dates
 //! only in the ZSET), the sets and scores are left as they are.
 
-use super::query::Bytes;
-use super::write::{sort_score, Effect, Schema};
+use super::types::{Bytes, Effect};
+use super::values::sort_score;
+use super::write::Schema;
 use crate::error::printable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +191,6 @@ pub fn examine(schema: &Schema, state: &MeetingState) -> (Vec<Finding>, Vec<Effe
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

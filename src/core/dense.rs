@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 
 use roaring::RoaringBitmap;
 
-use super::query::Bytes;
+use super::types::Bytes;
 
 /// Entries per chunk: a full chunk is never moved.
 const CHUNK: usize = 1 << 16;
@@ -163,7 +163,6 @@ impl Ordinals {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

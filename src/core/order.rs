@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use super::query::{Bytes, Direction};
+use super::types::{Bytes, Direction};
 
 /// Ids in canonical integer form first, in numeric order, then every other id in byte order.
 /// Integers are compared by sign, length and digits, so ids of any length order correctly.
@@ -41,19 +41,6 @@ fn compare_integers((a_neg, a): (bool, &[u8]), (b_neg, b): (bool, &[u8])) -> Ord
         (true, false) => Ordering::Less,
         (false, true) => Ordering::Greater,
     }
-}
-
-/// A sort value read from a hash field: a plain decimal number (`42`, `-1.5`, `1e9`);
-/// anything else (words, hex, spaces, `inf`, `nan`) is no value and sorts last.
-pub fn parse_sort_value(raw: &[u8]) -> Option<f64> {
-    if raw.is_empty()
-        || !raw
-            .iter()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
-    {
-        return None;
-    }
-    std::str::from_utf8(raw).ok()?.parse::<f64>().ok()
 }
 
 /// One visible meeting with what orders it. Descending order is stored as the negated value,
@@ -103,7 +90,6 @@ impl<I: AsRef<[u8]>> PartialEq for Ranked<I> {
 impl<I: AsRef<[u8]>> Eq for Ranked<I> {}
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -137,26 +123,6 @@ mod tests {
             b"b",
         ];
         assert_eq!(ids, expected);
-    }
-
-    #[test]
-    fn sort_values() {
-        assert_eq!(parse_sort_value(b"42"), Some(42.0));
-        assert_eq!(parse_sort_value(b"-1.5"), Some(-1.5));
-        assert_eq!(parse_sort_value(b"1e3"), Some(1000.0));
-        for bad in [
-            &b""[..],
-            b"tbd",
-            b" 1",
-            b"0x10",
-            b"inf",
-            b"nan",
-            b"1e",
-            b"-",
-            b".",
-        ] {
-            assert_eq!(parse_sort_value(bad), None, "{bad:?}");
-        }
     }
 
     #[test]

@@ -1,6 +1,19 @@
-//! Cutting one page out of the ranked matches without sorting all of them.
+//! One page of an answer, and cutting it out of the ranked matches without sorting all
+//! of them.
 
 use std::collections::BinaryHeap;
+
+use super::types::Bytes;
+
+/// One page of a query's answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    /// Visible matches before paging.
+    pub total: u64,
+    /// Each meeting of the page in order, with the values of the returned fields
+    /// (`details` unless RETURN names others); `None` where the hash lacks a field.
+    pub meetings: Vec<(Bytes, Vec<Option<Bytes>>)>,
+}
 
 /// The `count` best items after skipping `offset`, in order. Keeps a max-heap of at most
 /// `offset + count` items, so the work is O(n log(offset + count)) and the memory bounded.
@@ -31,7 +44,7 @@ pub fn cut_page<T: Ord>(items: impl IntoIterator<Item = T>, offset: u64, count: 
 mod tests {
     use super::*;
     use crate::core::order::Ranked;
-    use crate::core::query::Direction;
+    use crate::core::types::Direction;
 
     fn ranked(values: &[u32]) -> Vec<Ranked> {
         values

@@ -2,10 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::store::SetRef;
+use super::types::{Bytes, Direction, SetRef, DETAILS_FIELD};
 use crate::error::{printable, CrmError};
-
-pub type Bytes = Vec<u8>;
 
 /// The candidates must hold one of `values` for `field` (FILTER given once or more for a field).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,12 +11,6 @@ pub struct FilterGroup {
     pub field: Bytes,
     /// Distinct values in the order they were first given.
     pub values: Vec<Bytes>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Asc,
-    Desc,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +59,6 @@ impl Query {
 }
 
 pub const DEFAULT_SORT_FIELD: &[u8] = b"date";
-pub const DETAILS_FIELD: &[u8] = b"details";
 /// The most fields RETURN may name.
 pub const MAX_RETURN_FIELDS: u64 = 64;
 pub const DEFAULT_COUNT: u64 = 10;
@@ -248,7 +239,6 @@ fn bad(message: &str) -> CrmError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -2,27 +2,8 @@
 //! on the Redis keyspace; `core::memory` implements it in memory for unit tests. Calls take
 //! whole batches of ids, so that an implementation can keep its keys open across a batch.
 
-use super::query::Bytes;
-use super::write::Effect;
+use super::types::{Bytes, Effect, SetRef};
 use crate::error::CrmError;
-
-/// A set the query reads, named by what it means rather than by its key.
-#[derive(Debug, Clone, Copy)]
-pub enum SetRef<'q> {
-    /// Ids of the installation's meetings whose `field` holds `value`.
-    Filter {
-        installation: &'q [u8],
-        field: &'q [u8],
-        value: &'q [u8],
-    },
-    /// Ids of all the installation's meetings.
-    Meetings { installation: &'q [u8] },
-    /// Ids of the clients whose meetings the user may see.
-    VisibleClients {
-        installation: &'q [u8],
-        user: &'q [u8],
-    },
-}
 
 /// The hash fields of one meeting that decide whether and where it is shown.
 #[derive(Debug, Clone, Default, PartialEq)]

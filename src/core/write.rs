@@ -4,13 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::order::parse_sort_value;
-use super::query::{Bytes, DETAILS_FIELD};
 use super::store::MeetingWriter;
-use super::time::parse_rfc3339;
+use super::types::{Bytes, Effect, CLIENT_FIELD, DETAILS_FIELD};
+use super::values::{is_json, sort_score};
 use crate::error::{printable, CrmError};
-
-pub const CLIENT_FIELD: &[u8] = b"clientid";
 
 /// Which hash fields are indexed, from `crm.filter-fields` and `crm.sort-fields`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,32 +45,6 @@ pub struct MeetingWrite {
     pub id: Bytes,
     /// Field/value pairs; a field given twice keeps its last value.
     pub fields: Vec<(Bytes, Bytes)>,
-}
-
-/// A change the store applies, within the installation and meeting of the write.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// HSET of these pairs on the meeting's hash.
-    WriteHash(Vec<(Bytes, Bytes)>),
-    /// DEL of the meeting's hash.
-    DeleteHash,
-    AddToValueSet {
-        field: Bytes,
-        value: Bytes,
-    },
-    RemoveFromValueSet {
-        field: Bytes,
-        value: Bytes,
-    },
-    AddToMeetingsSet,
-    RemoveFromMeetingsSet,
-    SetSortScore {
-        field: Bytes,
-        score: f64,
-    },
-    RemoveSortScore {
-        field: Bytes,
-    },
 }
 
 /// `<installation> <id> <field> <value> [<field> <value> ...]`
@@ -130,19 +101,6 @@ fn arity(command: &'static str) -> CrmError {
     CrmError::WrongArity { command }
 }
 
-/// Whether `bytes` is one valid JSON document.
-pub fn is_json(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
-}
-
-/// A sort field's value as a score: a plain decimal number, or an RFC 3339 date-time
-/// (as Unix seconds).
-pub fn sort_score(raw: &[u8]) -> Option<f64> {
-    parse_sort_value(raw)
-        .filter(|score| score.is_finite())
-        .or_else(|| parse_rfc3339(raw))
-}
-
 /// Checks what the module can check before anything is written.
 pub fn validate(write: &MeetingWrite, schema: &Schema) -> Result<(), CrmError> {
     for (field, value) in &write.fields {
@@ -168,7 +126,7 @@ pub fn validate(write: &MeetingWrite, schema: &Schema) -> Result<(), CrmError> {
 
 /// The effects of a SET, given the meeting's tracked fields as stored (`None`: no hash).
 /// Returns whether the meeting is created.
-pub fn plan_set(
+pub fn effects_of_set(
     write: &MeetingWrite,
     stored: Option<&[(Bytes, Option<Bytes>)]>,
     schema: &Schema,
@@ -224,7 +182,10 @@ pub fn plan_set(
 /// The effects of a DEL: out of the value sets its hash names, out of every sort index
 /// and the installation's set, then the hash itself. Without a hash only the (no-op)
 /// delete of the hash remains, so that the caller's write permission is still checked.
-pub fn plan_delete(stored: Option<&[(Bytes, Option<Bytes>)]>, schema: &Schema) -> Vec<Effect> {
+pub fn effects_of_delete(
+    stored: Option<&[(Bytes, Option<Bytes>)]>,
+    schema: &Schema,
+) -> Vec<Effect> {
     let Some(stored) = stored else {
         return vec![Effect::DeleteHash];
     };
@@ -258,7 +219,7 @@ pub fn set_meeting<S: MeetingWriter>(
     schema: &Schema,
 ) -> Result<(bool, Vec<Effect>), CrmError> {
     let stored = read_tracked(store, &write.installation, &write.id, schema)?;
-    let (created, effects) = plan_set(write, stored.as_deref(), schema)?;
+    let (created, effects) = effects_of_set(write, stored.as_deref(), schema)?;
     store.apply(&write.installation, &write.id, &effects)?;
     Ok((created, effects))
 }
@@ -271,7 +232,7 @@ pub fn delete_meeting<S: MeetingWriter>(
     schema: &Schema,
 ) -> Result<(bool, Vec<Effect>), CrmError> {
     let stored = read_tracked(store, installation, id, schema)?;
-    let effects = plan_delete(stored.as_deref(), schema);
+    let effects = effects_of_delete(stored.as_deref(), schema);
     store.apply(installation, id, &effects)?;
     Ok((stored.is_some(), effects))
 }
@@ -296,7 +257,6 @@ fn read_tracked<S: MeetingWriter>(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -381,7 +341,7 @@ mod tests {
     fn create_requires_a_client() {
         let w = write(&["10", "11", "status", "open"]).unwrap();
         assert_eq!(
-            plan_set(&w, None, &schema()).unwrap_err().to_string(),
+            effects_of_set(&w, None, &schema()).unwrap_err().to_string(),
             "ERR clientid is required to create meeting '11'"
         );
         let existing = stored(&[
@@ -390,10 +350,10 @@ mod tests {
             ("status", None),
             ("date", None),
         ]);
-        assert!(!plan_set(&w, Some(&existing), &schema()).unwrap().0);
+        assert!(!effects_of_set(&w, Some(&existing), &schema()).unwrap().0);
         // An existing hash without a client (written before the module) can be updated.
         let clientless = stored(&[("clientid", None), ("type", None)]);
-        assert!(!plan_set(&w, Some(&clientless), &schema()).unwrap().0);
+        assert!(!effects_of_set(&w, Some(&clientless), &schema()).unwrap().0);
     }
 
     #[test]
@@ -407,7 +367,7 @@ mod tests {
             "10", "11", "status", "close", "type", "email", "date", "100",
         ])
         .unwrap();
-        let (created, effects) = plan_set(&w, Some(&existing), &schema()).unwrap();
+        let (created, effects) = effects_of_set(&w, Some(&existing), &schema()).unwrap();
         assert!(!created);
         assert_eq!(
             effects,
@@ -442,7 +402,7 @@ mod tests {
             ("status", None),
         ]);
         assert_eq!(
-            plan_delete(Some(&existing), &schema()),
+            effects_of_delete(Some(&existing), &schema()),
             vec![
                 Effect::RemoveFromValueSet {
                     field: b("type"),
@@ -453,6 +413,6 @@ mod tests {
                 Effect::DeleteHash,
             ]
         );
-        assert_eq!(plan_delete(None, &schema()), vec![Effect::DeleteHash]);
+        assert_eq!(effects_of_delete(None, &schema()), vec![Effect::DeleteHash]);
     }
 }

@@ -4,40 +4,29 @@
 //! the key must hash to the slot the command was routed by (its installation), since a
 //! key of another slot would read as missing and give a silently partial answer.
 
-use std::os::raw::c_int;
-use std::ptr;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
-use redis_module::{raw, Context, ContextFlags};
+use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags};
 
-use super::redis_key::ModuleString;
+use super::keys::KeyRole;
 use crate::error::{printable, CrmError};
+use crate::ffi::string::ModuleString;
+use crate::ffi::user::{caller_name, ModuleUser};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    Read,
-    Write,
-}
+pub use crate::ffi::user::Need;
 
-/// The calling user (freed on drop) and, in cluster mode, the routing slot.
+/// The calling user and, in cluster mode, the routing slot.
 pub struct KeyGuard {
-    user: *mut raw::RedisModuleUser,
+    /// `None`: nothing to check permissions against (no calling user).
+    user: Option<ModuleUser>,
     routing: Option<(u16, Vec<u8>)>,
-}
-
-/// The name of the user calling the command; `None` without a client (or ACL support).
-pub fn caller(ctx: &Context) -> Option<Vec<u8>> {
-    // SAFETY: a live context; the returned name is ours to free (ModuleString does).
-    let name = unsafe { raw::RedisModule_GetCurrentUserName.map(|get| get(ctx.ctx)) }?;
-    if name.is_null() {
-        return None;
-    }
-    Some(ModuleString::adopt(name).to_bytes())
 }
 
 impl KeyGuard {
     /// The guard of a command called by a client: its user, its routing key.
     pub fn for_caller(ctx: &Context, routing_key: &[u8]) -> Result<Self, CrmError> {
-        Self::new(ctx, caller(ctx).as_deref(), routing_key)
+        Self::new(ctx, caller_name(ctx).as_deref(), routing_key)
     }
 
     /// The guard for a named user (a job that outlives its command keeps the name), or
@@ -47,85 +36,106 @@ impl KeyGuard {
         user_name: Option<&[u8]>,
         routing_key: &[u8],
     ) -> Result<Self, CrmError> {
-        let mut guard = Self::unchecked(ctx, routing_key);
-        let Some(user_name) = user_name else {
-            return Ok(guard);
+        let user = match user_name {
+            Some(name) => Some(
+                ModuleUser::find(name)?.ok_or_else(|| CrmError::NoPermission {
+                    key: b"(the user no longer exists)".to_vec(),
+                })?,
+            ),
+            None => None,
         };
-        let find = unsafe { raw::RedisModule_GetModuleUserFromUserName }
-            .ok_or_else(|| CrmError::Internal("no ACL support".into()))?;
-        let name = ModuleString::new(user_name)?;
-        // SAFETY: a live name; the user is freed in Drop.
-        let user = unsafe { find(name.as_ptr()) };
-        if user.is_null() {
-            return Err(CrmError::NoPermission {
-                key: b"(the user no longer exists)".to_vec(),
-            });
-        }
-        guard.user = user;
-        Ok(guard)
-    }
-
-    fn unchecked(ctx: &Context, routing_key: &[u8]) -> Self {
         let routing = ctx
             .get_flags()
             .contains(ContextFlags::CLUSTER)
             .then(|| (key_slot(routing_key), routing_key.to_vec()));
-        KeyGuard {
-            user: ptr::null_mut(),
-            routing,
-        }
+        Ok(KeyGuard { user, routing })
     }
 
-    /// `Ok` when the user may `need` the key and it lives in the routing slot. `setting`
-    /// names the template the key came from, for the error.
+    /// `Ok` when the user may `need` the key and it lives in the routing slot. `role` names
+    /// the template the key came from, for the error.
     pub fn check(
         &self,
         key: &[u8],
         key_name: &ModuleString,
-        setting: &str,
+        role: KeyRole,
         need: Need,
     ) -> Result<(), CrmError> {
         if let Some((slot, installation)) = &self.routing {
             let key_slot = key_slot(key);
             if key_slot != *slot {
                 return Err(CrmError::CrossSlot(format!(
-                    "key '{}' from crm.{setting} is in slot {key_slot}, not in slot {slot} of installation '{}': put <installation> in a hash tag, as in {{<installation>}}",
+                    "key '{}' from crm.{} is in slot {key_slot}, not in slot {slot} of installation '{}': put <installation> in a hash tag, as in {{<installation>}}",
                     printable(key),
+                    role.setting(),
                     printable(installation)
                 )));
             }
         }
-        if self.user.is_null() {
-            return Ok(());
-        }
-        let flags = match need {
-            Need::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
-            Need::Write => {
-                raw::REDISMODULE_CMD_KEY_INSERT
-                    | raw::REDISMODULE_CMD_KEY_DELETE
-                    | raw::REDISMODULE_CMD_KEY_UPDATE
+        match &self.user {
+            Some(user) if !user.may(key_name, need)? => {
+                Err(CrmError::NoPermission { key: key.to_vec() })
             }
-        };
-        let check = unsafe { raw::RedisModule_ACLCheckKeyPermissions }
-            .ok_or_else(|| CrmError::Internal("no ACL support".into()))?;
-        // SAFETY: a live user and key name.
-        let status = unsafe { check(self.user, key_name.as_ptr(), flags as c_int) };
-        if status != raw::REDISMODULE_OK as c_int {
-            return Err(CrmError::NoPermission { key: key.to_vec() });
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
-impl Drop for KeyGuard {
-    fn drop(&mut self) {
-        if !self.user.is_null() {
-            // SAFETY: we own the user handle.
-            if let Some(free) = unsafe { raw::RedisModule_FreeModuleUser } {
-                unsafe { free(self.user) };
-            }
-        }
+/// Per user name: whether the user may read every key (ACL GETUSER), until the next ACL
+/// command.
+static READS_EVERY_KEY: Mutex<Option<HashMap<Vec<u8>, bool>>> = Mutex::new(None);
+
+/// ACL rules may have changed (an ACL command, or an EXEC that may hold one): ask again.
+pub fn forget_acl_cache() {
+    *READS_EVERY_KEY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = None;
+}
+
+/// Whether the calling user may read every key: `~*` (or `%R~*`) among its root key
+/// patterns. No calling user (a replica's stream, the AOF) may read everything.
+pub fn may_read_every_key(ctx: &Context) -> Result<bool, CrmError> {
+    let Some(user) = caller_name(ctx) else {
+        return Ok(true);
+    };
+    let cached = |cache: &Option<HashMap<Vec<u8>, bool>>| cache.as_ref()?.get(&user).copied();
+    if let Some(known) = cached(
+        &READS_EVERY_KEY
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    ) {
+        return Ok(known);
     }
+    let reply: CallResult = ctx.call_ext(
+        "ACL",
+        &CallOptionsBuilder::new().errors_as_replies().build(),
+        &[b"GETUSER".as_slice(), &user],
+    );
+    let all_keys = match &reply {
+        Ok(CallReply::Array(fields)) => {
+            let fields: Vec<_> = fields.iter().collect();
+            fields.chunks(2).any(|pair| match pair {
+                [Ok(CallReply::String(name)), Ok(CallReply::String(patterns))]
+                    if name.as_bytes() == b"keys" =>
+                {
+                    patterns
+                        .as_bytes()
+                        .split(|&byte| byte == b' ')
+                        .any(|pattern| matches!(pattern, b"~*" | b"%R~*" | b"%RW~*" | b"%WR~*"))
+                }
+                _ => false,
+            })
+        }
+        _ => false,
+    };
+    // Inside MULTI an ACL command may follow in the same transaction: no caching there.
+    if !ctx.get_flags().contains(ContextFlags::MULTI) {
+        READS_EVERY_KEY
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(HashMap::new)
+            .insert(user, all_keys);
+    }
+    Ok(all_keys)
 }
 
 /// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag (the part between the

@@ -10,13 +10,13 @@ use std::time::Instant;
 use redis_module::Context;
 
 use super::access::Need;
-use super::keys::{KeyTemplates, Placeholder};
+use super::keys::{KeyRole, KeyTemplates, Placeholder};
 use super::keyspace::KeyspaceStore;
-use super::redis_key::{scan_keyspace_step, ScanCursor};
-use crate::core::query::Bytes;
-use crate::core::store::{MeetingStore, SetRef};
+use crate::core::store::MeetingStore;
+use crate::core::types::{Bytes, SetRef};
 use crate::core::write::Schema;
 use crate::error::{CrmError, KeyKind};
+use crate::ffi::key::{scan_keyspace_step, ScanCursor};
 
 /// Ids handed out together; big enough that the membership checks (one SMISMEMBER per
 /// set and batch) cost little per id, small enough that a batch takes well under 1 ms.
@@ -128,12 +128,12 @@ impl InstallationScan {
             }
             Phase::Members { source, cursor } => {
                 let mut members = Vec::new();
-                let setting = match self.sets.get(source) {
-                    Some(Set::Meetings) => "meetings-key",
-                    Some(Set::Value(..)) => "filter-key",
-                    None => "sort-key",
+                let role = match self.sets.get(source) {
+                    Some(Set::Meetings) => KeyRole::Meetings,
+                    Some(Set::Value(..)) => KeyRole::Filter,
+                    None => KeyRole::Sort,
                 };
-                let key = store.open(&self.source_key(source), setting)?;
+                let key = store.open(&self.source_key(source), role)?;
                 key.exists_as(if source < self.sets.len() {
                     KeyKind::Set
                 } else {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::core::query::Bytes;
+use crate::core::types::Bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placeholder {
@@ -187,49 +187,105 @@ pub fn strip<'k>(key: &'k [u8], before: &[u8], after: &[u8]) -> Option<&'k [u8]>
     key.strip_prefix(before)?.strip_suffix(after)
 }
 
-/// The templates of every key a query reads, as configured when the query started.
+/// The templates of every key a query reads, as configured when the query started (see
+/// [`KeyRole`] for each).
 #[derive(Debug, Clone)]
 pub struct KeyTemplates {
-    /// `crm.filter-key`: SET of meeting ids per installation, field and value.
     pub filter: Arc<Template>,
-    /// `crm.meetings-key`: SET of all meeting ids of an installation.
     pub meetings: Arc<Template>,
-    /// `crm.clients-key`: SET of the client ids a user may see.
     pub clients: Arc<Template>,
-    /// `crm.meeting-key`: HASH of one meeting.
     pub meeting: Arc<Template>,
-    /// `crm.sort-key`: ZSET of one sort field's values.
     pub sort: Arc<Template>,
-    /// `crm.sort-member`: a meeting's member name in the sort ZSET.
     pub sort_member: Arc<Template>,
+}
+
+impl KeyTemplates {
+    /// Whether both hold the very same configured templates (a CONFIG SET makes new ones).
+    pub fn same_as(&self, other: &KeyTemplates) -> bool {
+        Arc::ptr_eq(&self.filter, &other.filter)
+            && Arc::ptr_eq(&self.meetings, &other.meetings)
+            && Arc::ptr_eq(&self.clients, &other.clients)
+            && Arc::ptr_eq(&self.meeting, &other.meeting)
+            && Arc::ptr_eq(&self.sort, &other.sort)
+            && Arc::ptr_eq(&self.sort_member, &other.sort_member)
+    }
 }
 
 use Placeholder::{Field, Id, Installation, User, Value};
 
-pub const FILTER_KEY: TemplateRule = TemplateRule {
-    allowed: &[Installation, Field, Value],
-    required: &[Field, Value],
-};
-pub const MEETINGS_KEY: TemplateRule = TemplateRule {
-    allowed: &[Installation],
-    required: &[],
-};
-pub const CLIENTS_KEY: TemplateRule = TemplateRule {
-    allowed: &[Installation, User],
-    required: &[User],
-};
-pub const MEETING_KEY: TemplateRule = TemplateRule {
-    allowed: &[Installation, Id],
-    required: &[Id],
-};
-pub const SORT_KEY: TemplateRule = TemplateRule {
-    allowed: &[Installation, Field],
-    required: &[Field],
-};
-pub const SORT_MEMBER: TemplateRule = TemplateRule {
-    allowed: &[Installation, Id],
-    required: &[Id],
-};
+/// The role of each configured template: the setting it comes from, its default, and the
+/// placeholders it may and must hold. Settings, key checks and errors all name a template
+/// through its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyRole {
+    /// `crm.filter-key`: SET of meeting ids per installation, field and value.
+    Filter,
+    /// `crm.meetings-key`: SET of all meeting ids of an installation.
+    Meetings,
+    /// `crm.clients-key`: SET of the client ids a user may see.
+    Clients,
+    /// `crm.meeting-key`: HASH of one meeting.
+    Meeting,
+    /// `crm.sort-key`: ZSET of one sort field's values.
+    Sort,
+    /// `crm.sort-member`: a meeting's member name in the sort ZSET (not a key).
+    SortMember,
+}
+
+impl KeyRole {
+    /// The setting's name without the `crm.` prefix.
+    pub const fn setting(self) -> &'static str {
+        match self {
+            KeyRole::Filter => "filter-key",
+            KeyRole::Meetings => "meetings-key",
+            KeyRole::Clients => "clients-key",
+            KeyRole::Meeting => "meeting-key",
+            KeyRole::Sort => "sort-key",
+            KeyRole::SortMember => "sort-member",
+        }
+    }
+
+    /// The proof of concept's key names.
+    pub const fn default_template(self) -> &'static str {
+        match self {
+            KeyRole::Filter => "meeting_<field>:<value>_ins_<installation>",
+            KeyRole::Meetings => "meetings_ins_<installation>",
+            KeyRole::Clients => "clients_for_user:<user>",
+            KeyRole::Meeting | KeyRole::SortMember => "meeting:<id>",
+            KeyRole::Sort => "meeting_<field>",
+        }
+    }
+
+    pub const fn rule(self) -> TemplateRule {
+        match self {
+            KeyRole::Filter => TemplateRule {
+                allowed: &[Installation, Field, Value],
+                required: &[Field, Value],
+            },
+            KeyRole::Meetings => TemplateRule {
+                allowed: &[Installation],
+                required: &[],
+            },
+            KeyRole::Clients => TemplateRule {
+                allowed: &[Installation, User],
+                required: &[User],
+            },
+            KeyRole::Meeting | KeyRole::SortMember => TemplateRule {
+                allowed: &[Installation, Id],
+                required: &[Id],
+            },
+            KeyRole::Sort => TemplateRule {
+                allowed: &[Installation, Field],
+                required: &[Field],
+            },
+        }
+    }
+
+    /// Parses a template for this role.
+    pub fn parse(self, source: &str) -> Result<Template, String> {
+        Template::parse(source, self.rule())
+    }
+}
 
 /// `name` when `text` starts with `<name>` (lower-case letters and `_`) that is no known
 /// placeholder: most likely a typo, which would silently merge keys if taken literally.
@@ -247,11 +303,10 @@ fn tokens(slots: &[Placeholder]) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    const FILTER: TemplateRule = FILTER_KEY;
+    const FILTER: TemplateRule = KeyRole::Filter.rule();
 
     #[test]
     fn renders_in_one_pass() {

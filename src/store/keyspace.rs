@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use redis_module::{CallOptionsBuilder, CallResult, Context, RedisValue};
 
 use super::access::{KeyGuard, Need};
-use super::keys::{strip, KeyTemplates, Placeholder};
-use super::redis_key::{ModuleString, ReadKey, ScanCursor};
-use crate::core::query::Bytes;
-use crate::core::store::{IndexRow, IndexSource, MeetingRow, MeetingStore, MeetingWriter, SetRef};
-use crate::core::write::{Effect, CLIENT_FIELD};
+use super::keys::{strip, KeyRole, KeyTemplates, Placeholder};
+use crate::core::store::{IndexRow, IndexSource, MeetingRow, MeetingStore, MeetingWriter};
+use crate::core::types::{Bytes, Effect, SetRef, CLIENT_FIELD};
 use crate::error::{printable, CrmError, KeyKind};
+use crate::ffi::key::{ReadKey, ScanCursor};
+use crate::ffi::string::ModuleString;
 
 pub struct KeyspaceStore<'a> {
     ctx: &'a Context,
@@ -22,41 +22,46 @@ pub struct KeyspaceStore<'a> {
 /// Members an index scan reads per opening of the key.
 const SCAN_BATCH: usize = 256;
 
-/// The settings keys come from, named in cross-slot errors.
-const FILTER_KEY: &str = "filter-key";
-const MEETINGS_KEY: &str = "meetings-key";
-const CLIENTS_KEY: &str = "clients-key";
-const MEETING_KEY: &str = "meeting-key";
-const SORT_KEY: &str = "sort-key";
-
 impl<'a> KeyspaceStore<'a> {
     pub fn new(ctx: &'a Context, keys: KeyTemplates, guard: KeyGuard) -> Self {
         KeyspaceStore { ctx, keys, guard }
     }
 
+    /// The store of a command's caller: its user's permissions, its installation's slot.
+    pub fn for_caller(
+        ctx: &'a Context,
+        keys: KeyTemplates,
+        installation: &[u8],
+    ) -> Result<Self, CrmError> {
+        Ok(Self::new(
+            ctx,
+            keys,
+            KeyGuard::for_caller(ctx, installation)?,
+        ))
+    }
+
     /// Opens a derived key for reading, once the guard allows it.
-    pub fn open(&self, name: &[u8], setting: &str) -> Result<ReadKey, CrmError> {
+    pub fn open(&self, name: &[u8], role: KeyRole) -> Result<ReadKey, CrmError> {
         let key_name = ModuleString::new(name)?;
-        self.guard.check(name, &key_name, setting, Need::Read)?;
+        self.guard.check(name, &key_name, role, Need::Read)?;
         ReadKey::open(self.ctx, &key_name, name)
     }
 
     /// Fails unless the caller may `need` the set (and, in cluster mode, it is in the slot).
     pub fn check_set(&self, set: SetRef<'_>, need: Need) -> Result<(), CrmError> {
-        self.check_key(&self.set_key(set), Self::set_setting(set), need)
+        self.check_key(&self.set_key(set), Self::set_role(set), need)
     }
 
-    /// Fails unless the caller may `need` the key from template `setting`.
-    pub fn check_key(&self, key: &[u8], setting: &str, need: Need) -> Result<(), CrmError> {
-        self.guard
-            .check(key, &ModuleString::new(key)?, setting, need)
+    /// Fails unless the caller may `need` the key from the template of `role`.
+    pub fn check_key(&self, key: &[u8], role: KeyRole, need: Need) -> Result<(), CrmError> {
+        self.guard.check(key, &ModuleString::new(key)?, role, need)
     }
 
-    fn set_setting(set: SetRef<'_>) -> &'static str {
+    fn set_role(set: SetRef<'_>) -> KeyRole {
         match set {
-            SetRef::Filter { .. } => FILTER_KEY,
-            SetRef::Meetings { .. } => MEETINGS_KEY,
-            SetRef::VisibleClients { .. } => CLIENTS_KEY,
+            SetRef::Filter { .. } => KeyRole::Filter,
+            SetRef::Meetings { .. } => KeyRole::Meetings,
+            SetRef::VisibleClients { .. } => KeyRole::Clients,
         }
     }
 
@@ -87,7 +92,7 @@ impl<'a> KeyspaceStore<'a> {
     }
 
     fn open_set(&self, set: SetRef<'_>) -> Result<ReadKey, CrmError> {
-        let key = self.open(&self.set_key(set), Self::set_setting(set))?;
+        let key = self.open(&self.set_key(set), Self::set_role(set))?;
         key.exists_as(KeyKind::Set)?;
         Ok(key)
     }
@@ -145,7 +150,7 @@ impl<'a> KeyspaceStore<'a> {
         let mut name = Vec::new();
         for id in ids {
             self.meeting_key(installation, id, &mut name);
-            let key = self.open(&name, MEETING_KEY)?;
+            let key = self.open(&name, KeyRole::Meeting)?;
             rows.push(if key.exists_as(KeyKind::Hash)? {
                 let values = fields
                     .iter()
@@ -178,7 +183,7 @@ impl MeetingStore for KeyspaceStore<'_> {
         // caller, and a key of another type must answer WRONGTYPE, not an internal error.
         let key = self.set_key(set);
         if !self
-            .open(&key, Self::set_setting(set))?
+            .open(&key, Self::set_role(set))?
             .exists_as(KeyKind::Set)?
         {
             return Ok(vec![false; ids.len()]);
@@ -199,7 +204,7 @@ impl MeetingStore for KeyspaceStore<'_> {
     }
 
     fn has_sort_index(&self, installation: &[u8], field: &[u8]) -> Result<bool, CrmError> {
-        self.open(&self.sort_key(installation, field), SORT_KEY)?
+        self.open(&self.sort_key(installation, field), KeyRole::Sort)?
             .exists_as(KeyKind::SortedSet)
     }
 
@@ -209,7 +214,7 @@ impl MeetingStore for KeyspaceStore<'_> {
         field: &[u8],
         ids: &[Bytes],
     ) -> Result<Vec<Option<f64>>, CrmError> {
-        let key = self.open(&self.sort_key(installation, field), SORT_KEY)?;
+        let key = self.open(&self.sort_key(installation, field), KeyRole::Sort)?;
         if !key.exists_as(KeyKind::SortedSet)? {
             return Ok(vec![None; ids.len()]);
         }
@@ -284,7 +289,7 @@ impl MeetingWriter for KeyspaceStore<'_> {
         };
         // Each effect as the command that performs it: (command, the setting its key comes
         // from, the kind that key must hold, the arguments, key first).
-        let mut commands: Vec<(&str, &str, KeyKind, Vec<Bytes>)> =
+        let mut commands: Vec<(&str, KeyRole, KeyKind, Vec<Bytes>)> =
             Vec::with_capacity(effects.len());
         for effect in effects {
             commands.push(match effect {
@@ -293,24 +298,29 @@ impl MeetingWriter for KeyspaceStore<'_> {
                     for (field, value) in pairs {
                         args.extend([field.clone(), value.clone()]);
                     }
-                    ("HSET", MEETING_KEY, KeyKind::Hash, args)
+                    ("HSET", KeyRole::Meeting, KeyKind::Hash, args)
                 }
-                Effect::DeleteHash => ("DEL", MEETING_KEY, KeyKind::Hash, vec![meeting.clone()]),
+                Effect::DeleteHash => (
+                    "DEL",
+                    KeyRole::Meeting,
+                    KeyKind::Hash,
+                    vec![meeting.clone()],
+                ),
                 Effect::AddToValueSet { field, value } => {
                     let args = vec![value_set(field, value), id.to_vec()];
-                    ("SADD", FILTER_KEY, KeyKind::Set, args)
+                    ("SADD", KeyRole::Filter, KeyKind::Set, args)
                 }
                 Effect::RemoveFromValueSet { field, value } => {
                     let args = vec![value_set(field, value), id.to_vec()];
-                    ("SREM", FILTER_KEY, KeyKind::Set, args)
+                    ("SREM", KeyRole::Filter, KeyKind::Set, args)
                 }
                 Effect::AddToMeetingsSet => {
                     let args = vec![meetings_set.clone(), id.to_vec()];
-                    ("SADD", MEETINGS_KEY, KeyKind::Set, args)
+                    ("SADD", KeyRole::Meetings, KeyKind::Set, args)
                 }
                 Effect::RemoveFromMeetingsSet => {
                     let args = vec![meetings_set.clone(), id.to_vec()];
-                    ("SREM", MEETINGS_KEY, KeyKind::Set, args)
+                    ("SREM", KeyRole::Meetings, KeyKind::Set, args)
                 }
                 Effect::SetSortScore { field, score } => {
                     let args = vec![
@@ -318,11 +328,11 @@ impl MeetingWriter for KeyspaceStore<'_> {
                         score.to_string().into_bytes(),
                         member.clone(),
                     ];
-                    ("ZADD", SORT_KEY, KeyKind::SortedSet, args)
+                    ("ZADD", KeyRole::Sort, KeyKind::SortedSet, args)
                 }
                 Effect::RemoveSortScore { field } => {
                     let args = vec![self.sort_key(installation, field), member.clone()];
-                    ("ZREM", SORT_KEY, KeyKind::SortedSet, args)
+                    ("ZREM", KeyRole::Sort, KeyKind::SortedSet, args)
                 }
             });
         }
@@ -330,21 +340,23 @@ impl MeetingWriter for KeyspaceStore<'_> {
         // may be asked to hold two types (templates that render the same name would otherwise
         // fail half-way through the write). Two roles of one type (a value set that is also
         // the installation's set) cannot fail half-way and are left to the configuration.
-        let mut kinds: HashMap<&[u8], (&str, KeyKind)> = HashMap::new();
-        for (_, setting, kind, args) in &commands {
+        let mut kinds: HashMap<&[u8], (KeyRole, KeyKind)> = HashMap::new();
+        for (_, role, kind, args) in &commands {
             if let Some(key) = args.first() {
-                match kinds.insert(key, (setting, *kind)) {
+                match kinds.insert(key, (*role, *kind)) {
                     Some((other, other_kind)) if other_kind != *kind => {
                         return Err(CrmError::BadArgument(format!(
-                            "the templates crm.{other} and crm.{setting} both name the key '{}': \
+                            "the templates crm.{} and crm.{} both name the key '{}': \
                              change one of them",
+                            other.setting(),
+                            role.setting(),
                             printable(key)
                         )))
                     }
                     _ => {}
                 }
                 let key_name = ModuleString::new(key)?;
-                self.guard.check(key, &key_name, setting, Need::Write)?;
+                self.guard.check(key, &key_name, *role, Need::Write)?;
                 ReadKey::open(self.ctx, &key_name, key)?.exists_as(*kind)?;
             }
         }
@@ -397,7 +409,7 @@ impl IndexSource for KeyspaceStore<'_> {
         cursor: &ScanCursor,
         out: &mut Vec<(Option<Bytes>, f64)>,
     ) -> Result<bool, CrmError> {
-        let key = self.open(&self.sort_key(installation, field), SORT_KEY)?;
+        let key = self.open(&self.sort_key(installation, field), KeyRole::Sort)?;
         if !key.exists_as(KeyKind::SortedSet)? {
             return Ok(false);
         }

@@ -1,9 +1,10 @@
-//! Redis-facing storage: key templates, a safe wrapper over the key API, and the keyspace
-//! implementation of the core's store traits, and the in-memory indexes kept in front of it.
+//! Redis-facing storage: key templates and their roles, the ACL and cluster-slot guard every
+//! derived key passes, the keyspace implementation of the core's store traits, the
+//! resumable scan of an installation's keys, and the glue that keeps the in-memory indexes
+//! exact in front of the keyspace.
 
 pub mod access;
-pub mod indexes;
+pub mod index;
 pub mod installation_scan;
 pub mod keys;
 pub mod keyspace;
-pub mod redis_key;

@@ -1,64 +1,16 @@
-//! A small safe wrapper over the module API's key handles, for reading sets, hashes and
-//! sorted sets directly (no command call per element). Every raw call goes through here.
+//! Key handles for reading sets, hashes and sorted sets directly (no command call per
+//! element), and scan cursors that outlive the handles they scan.
 
 use std::ffi::c_void;
-use std::os::raw::{c_char, c_int};
+use std::os::raw::c_int;
 use std::ptr;
 
 use redis_module::{raw, Context};
 
-use crate::core::query::Bytes;
+use super::api;
+use super::string::{copy_bytes, ModuleString};
+use crate::core::types::Bytes;
 use crate::error::{CrmError, KeyKind};
-
-/// A module API function pointer, or an internal error when the server lacks it.
-macro_rules! api {
-    ($name:ident) => {
-        // SAFETY: the function table is written once by RedisModule_Init, before any command runs.
-        unsafe { raw::$name }.ok_or_else(|| {
-            CrmError::Internal(concat!(stringify!($name), " is not available").to_string())
-        })?
-    };
-}
-
-/// An owned `RedisModuleString`, freed on drop.
-pub struct ModuleString(*mut raw::RedisModuleString);
-
-impl ModuleString {
-    pub fn new(bytes: &[u8]) -> Result<Self, CrmError> {
-        let create = api!(RedisModule_CreateString);
-        // SAFETY: a NULL context makes an unmanaged string that we free in Drop.
-        let inner = unsafe {
-            create(
-                ptr::null_mut(),
-                bytes.as_ptr().cast::<c_char>(),
-                bytes.len(),
-            )
-        };
-        Ok(ModuleString(inner))
-    }
-
-    /// Takes ownership of a string the server handed over.
-    pub fn adopt(inner: *mut raw::RedisModuleString) -> Self {
-        ModuleString(inner)
-    }
-
-    pub fn to_bytes(&self) -> Bytes {
-        copy_bytes(self.0)
-    }
-
-    pub fn as_ptr(&self) -> *mut raw::RedisModuleString {
-        self.0
-    }
-}
-
-impl Drop for ModuleString {
-    fn drop(&mut self) {
-        // SAFETY: we own the string; see `new`.
-        if let Some(free) = unsafe { raw::RedisModule_FreeString } {
-            unsafe { free(ptr::null_mut(), self.0) };
-        }
-    }
-}
 
 /// A scan cursor for ScanKey or the keyspace Scan, destroyed on drop.
 pub struct ScanCursor(*mut raw::RedisModuleScanCursor);
@@ -109,23 +61,6 @@ pub fn scan_keyspace_step(
     let data = ptr::from_mut(out).cast::<c_void>();
     // SAFETY: a live context and cursor; the callback only pushes bytes.
     Ok(unsafe { scan(ctx.ctx, cursor.0, Some(collect), data) } != 0)
-}
-
-/// Copies the bytes of a string the server handed us.
-pub(crate) fn copy_bytes(string: *const raw::RedisModuleString) -> Bytes {
-    // SAFETY: `string` is a live string for the duration of the call; the table is loaded.
-    let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {
-        return Vec::new();
-    };
-    if string.is_null() {
-        return Vec::new();
-    }
-    let mut len = 0usize;
-    let data = unsafe { ptr_len(string, &mut len) };
-    if data.is_null() {
-        return Vec::new();
-    }
-    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec()
 }
 
 /// A key opened for reading. A missing key has a NULL handle, which the raw API must never
@@ -291,8 +226,8 @@ impl ReadKey {
             )
         };
         Ok((!value.is_null()).then(|| {
-            let value = ModuleString(value);
-            copy_bytes(value.as_ptr())
+            // SAFETY: HashGet hands over a new string that nothing else frees.
+            unsafe { ModuleString::adopt(value) }.to_bytes()
         }))
     }
 
@@ -318,21 +253,4 @@ impl Drop for ReadKey {
             }
         }
     }
-}
-
-/// The database the context works on.
-pub fn selected_db(ctx: &Context) -> Result<c_int, CrmError> {
-    let get = api!(RedisModule_GetSelectedDb);
-    // SAFETY: a live context.
-    Ok(unsafe { get(ctx.ctx) })
-}
-
-/// Makes the context work on `db` (timer callbacks start on database 0).
-pub fn select_db(ctx: &Context, db: c_int) -> Result<(), CrmError> {
-    let select = api!(RedisModule_SelectDb);
-    // SAFETY: a live context; the server checks the number.
-    if unsafe { select(ctx.ctx, db) } != raw::REDISMODULE_OK as c_int {
-        return Err(CrmError::Internal(format!("cannot select database {db}")));
-    }
-    Ok(())
 }

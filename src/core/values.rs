@@ -1,4 +1,31 @@
-//! RFC 3339 date-times to Unix seconds, for sort fields written as dates.
+//! Reading values: sort values from hash fields, sort scores (numbers or RFC 3339
+//! date-times as Unix seconds), and JSON details.
+
+/// A sort value read from a hash field: a plain decimal number (`42`, `-1.5`, `1e9`);
+/// anything else (words, hex, spaces, `inf`, `nan`) is no value and sorts last.
+pub fn parse_sort_value(raw: &[u8]) -> Option<f64> {
+    if raw.is_empty()
+        || !raw
+            .iter()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()?.parse::<f64>().ok()
+}
+
+/// Whether `bytes` is one valid JSON document.
+pub fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
+}
+
+/// A sort field's value as a score: a plain decimal number, or an RFC 3339 date-time
+/// (as Unix seconds).
+pub fn sort_score(raw: &[u8]) -> Option<f64> {
+    parse_sort_value(raw)
+        .filter(|score| score.is_finite())
+        .or_else(|| parse_rfc3339(raw))
+}
 
 /// `2017-06-10T09:30:00Z`, `2017-06-10 09:30:00.5+02:00`, ... to seconds since 1970-01-01
 /// UTC (fractions kept). `None` for anything else, including impossible dates.
@@ -99,6 +126,26 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sort_values() {
+        assert_eq!(parse_sort_value(b"42"), Some(42.0));
+        assert_eq!(parse_sort_value(b"-1.5"), Some(-1.5));
+        assert_eq!(parse_sort_value(b"1e3"), Some(1000.0));
+        for bad in [
+            &b""[..],
+            b"tbd",
+            b" 1",
+            b"0x10",
+            b"inf",
+            b"nan",
+            b"1e",
+            b"-",
+            b".",
+        ] {
+            assert_eq!(parse_sort_value(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn known_instants() {

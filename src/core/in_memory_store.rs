@@ -3,12 +3,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::query::Bytes;
-use super::store::{IndexRow, IndexSource, MeetingRow, MeetingStore, SetRef};
+use super::store::{IndexRow, IndexSource, MeetingRow, MeetingStore};
+use super::types::{Bytes, SetRef};
 use crate::error::CrmError;
 
 #[derive(Debug, Default, Clone)]
-pub struct MemoryStore {
+pub struct InMemoryStore {
     /// `(installation, field, value)` to meeting ids.
     pub filter_sets: HashMap<(Bytes, Bytes, Bytes), Vec<Bytes>>,
     /// installation to meeting ids.
@@ -26,13 +26,13 @@ pub struct MemoryStore {
 /// A scan's position: the last member returned. Members are scanned in byte order, so a
 /// member present during the whole scan is returned once, as SSCAN promises; one added or
 /// removed meanwhile may or may not be.
-pub type MemoryCursor = RefCell<Option<Bytes>>;
+pub type InMemoryCursor = RefCell<Option<Bytes>>;
 
 fn b(text: &str) -> Bytes {
     text.as_bytes().to_vec()
 }
 
-impl MemoryStore {
+impl InMemoryStore {
     pub fn filter(&mut self, installation: &str, field: &str, value: &str, ids: &[&str]) {
         let key = (b(installation), b(field), b(value));
         self.filter_sets
@@ -71,7 +71,7 @@ impl MemoryStore {
     }
 }
 
-impl MeetingStore for MemoryStore {
+impl MeetingStore for InMemoryStore {
     fn set_len(&self, set: SetRef<'_>) -> Result<usize, CrmError> {
         Ok(self.members(set).map_or(0, Vec::len))
     }
@@ -141,9 +141,9 @@ impl MeetingStore for MemoryStore {
     }
 }
 
-impl MemoryStore {
+impl InMemoryStore {
     /// The next members of `sorted` after the cursor; whether more remain.
-    fn scan_next(&self, sorted: Vec<Bytes>, cursor: &MemoryCursor, out: &mut Vec<Bytes>) -> bool {
+    fn scan_next(&self, sorted: Vec<Bytes>, cursor: &InMemoryCursor, out: &mut Vec<Bytes>) -> bool {
         let mut last = cursor.borrow_mut();
         let rest: Vec<Bytes> = sorted
             .into_iter()
@@ -161,10 +161,10 @@ impl MemoryStore {
     }
 }
 
-impl IndexSource for MemoryStore {
-    type Cursor = MemoryCursor;
+impl IndexSource for InMemoryStore {
+    type Cursor = InMemoryCursor;
 
-    fn cursor(&self) -> Result<MemoryCursor, CrmError> {
+    fn cursor(&self) -> Result<InMemoryCursor, CrmError> {
         Ok(RefCell::new(None))
     }
 
@@ -188,7 +188,7 @@ impl IndexSource for MemoryStore {
     fn scan_set(
         &self,
         set: SetRef<'_>,
-        cursor: &MemoryCursor,
+        cursor: &InMemoryCursor,
         out: &mut Vec<Bytes>,
     ) -> Result<bool, CrmError> {
         let mut members = self.set_members(set)?;
@@ -201,7 +201,7 @@ impl IndexSource for MemoryStore {
         &self,
         _installation: &[u8],
         field: &[u8],
-        cursor: &MemoryCursor,
+        cursor: &InMemoryCursor,
         out: &mut Vec<(Option<Bytes>, f64)>,
     ) -> Result<bool, CrmError> {
         let Some(scores) = self.sort_indexes.get(field) else {

@@ -1,11 +1,6 @@
-//! What the server is told about each command, declared in one place: flags, arity, ACL
-//! categories, the key spec that routes it, and the documentation COMMAND DOCS shows.
-//!
-//! The installation argument is the routing key: declared with the NOT_KEY key-spec flag,
-//! so that Redis Cluster routes the command by it while ACL does not check it as a key
-//! (the module checks every key it derives itself). Registration uses the raw
-//! `RedisModule_SetCommandInfo`, which Redis 7.0 has, rather than the crate's
-//! `#[command]` macro, which needs Redis 7.2.
+//! Command info on Redis 7.0 and later: key specs, arguments and documentation through the
+//! raw `RedisModule_SetCommandInfo` (the crate's `#[command]` macro needs Redis 7.2), and
+//! ACL categories. The types describe a command; `command::spec` holds the table.
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int};
@@ -38,7 +33,7 @@ pub struct Arg {
 }
 
 impl Arg {
-    const fn new(name: &'static str, kind: ArgKind) -> Arg {
+    pub const fn new(name: &'static str, kind: ArgKind) -> Arg {
         Arg {
             name,
             kind,
@@ -48,19 +43,19 @@ impl Arg {
             args: &[],
         }
     }
-    const fn token(mut self, token: &'static str) -> Arg {
+    pub const fn token(mut self, token: &'static str) -> Arg {
         self.token = Some(token);
         self
     }
-    const fn optional(mut self) -> Arg {
+    pub const fn optional(mut self) -> Arg {
         self.optional = true;
         self
     }
-    const fn multiple(mut self) -> Arg {
+    pub const fn multiple(mut self) -> Arg {
         self.multiple = true;
         self
     }
-    const fn of(mut self, args: &'static [Arg]) -> Arg {
+    pub const fn of(mut self, args: &'static [Arg]) -> Arg {
         self.args = args;
         self
     }
@@ -82,139 +77,10 @@ pub struct CommandInfo {
     pub args: &'static [Arg],
 }
 
-const INSTALLATION: Arg = Arg::new("installation", ArgKind::Key);
-const ID: Arg = Arg::new("id", ArgKind::Text);
-
-pub const MEETINGS: CommandInfo = CommandInfo {
-    name: "crm.meetings",
-    flags: "readonly",
-    arity: -3,
-    writes: false,
-    summary: "Returns the total and one page of the meetings a user may see, filtered and sorted",
-    complexity: "O(C + M) where C is the size of the FILTER sets read and M the number of candidate meetings, plus O(M log(offset+count)) to cut the page",
-    since: "0.1.0",
-    args: QUERY_ARGS,
-};
-
-/// The arguments of CRM.MEETINGS and CRM.EXPLAIN.
-const QUERY_ARGS: &[Arg] = &[
-    INSTALLATION,
-    Arg::new("user", ArgKind::Text),
-    Arg::new("filter", ArgKind::Block)
-        .token("FILTER")
-        .optional()
-        .multiple()
-        .of(&[
-            Arg::new("field", ArgKind::Text),
-            Arg::new("value", ArgKind::Text),
-        ]),
-    Arg::new("sortby", ArgKind::Block)
-        .token("SORTBY")
-        .optional()
-        .of(&[
-            Arg::new("field", ArgKind::Text),
-            Arg::new("order", ArgKind::OneOf).optional().of(&[
-                Arg::new("asc", ArgKind::PureToken).token("ASC"),
-                Arg::new("desc", ArgKind::PureToken).token("DESC"),
-            ]),
-        ]),
-    Arg::new("limit", ArgKind::Block)
-        .token("LIMIT")
-        .optional()
-        .of(&[
-            Arg::new("offset", ArgKind::Integer),
-            Arg::new("count", ArgKind::Integer),
-        ]),
-    Arg::new("return", ArgKind::Block)
-        .token("RETURN")
-        .optional()
-        .of(&[
-            Arg::new("count", ArgKind::Integer),
-            Arg::new("field", ArgKind::Text).multiple(),
-        ]),
-    Arg::new("format", ArgKind::OneOf)
-        .token("FORMAT")
-        .optional()
-        .of(&[
-            Arg::new("json", ArgKind::PureToken).token("JSON"),
-            Arg::new("resp", ArgKind::PureToken).token("RESP"),
-        ]),
-];
-
-pub const EXPLAIN: CommandInfo = CommandInfo {
-    name: "crm.explain",
-    flags: "readonly",
-    arity: -3,
-    writes: false,
-    summary: "Runs a CRM.MEETINGS query and returns its plan: each step with its estimated and actual rows and its time",
-    complexity: "The same as CRM.MEETINGS",
-    since: "0.1.0",
-    args: QUERY_ARGS,
-};
-
-pub const MEETING_SET: CommandInfo = CommandInfo {
-    name: "crm.meeting.set",
-    flags: "write deny-oom",
-    arity: -5,
-    writes: true,
-    summary: "Creates or updates a meeting and moves it between its filter sets and sort indexes in one step",
-    complexity: "O(F) where F is the number of fields given",
-    since: "0.1.0",
-    args: &[
-        INSTALLATION,
-        ID,
-        Arg::new("data", ArgKind::Block)
-            .multiple()
-            .of(&[Arg::new("field", ArgKind::Text), Arg::new("value", ArgKind::Text)]),
-    ],
-};
-
-pub const MEETING_DEL: CommandInfo = CommandInfo {
-    name: "crm.meeting.del",
-    flags: "write",
-    arity: 3,
-    writes: true,
-    summary:
-        "Deletes a meeting and removes it from its filter sets, sort indexes and installation set",
-    complexity: "O(F) where F is the number of indexed fields",
-    since: "0.1.0",
-    args: &[INSTALLATION, ID],
-};
-
-pub const CHECK: CommandInfo = CommandInfo {
-    name: "crm.check",
-    flags: "readonly",
-    arity: -2,
-    writes: false,
-    summary: "Audits an installation's sets and sort indexes against its meeting hashes, in bounded steps",
-    complexity: "O(K + M * S) where K is the number of keys in the database, M the meetings of the installation and S its sets",
-    since: "0.1.0",
-    args: &[
-        INSTALLATION,
-        Arg::new("n", ArgKind::Integer).token("LIMIT").optional(),
-    ],
-};
-
-pub const REPAIR: CommandInfo = CommandInfo {
-    name: "crm.repair",
-    flags: "write deny-oom",
-    arity: 2,
-    writes: true,
-    summary: "Rebuilds an installation's sets and sort indexes from its meeting hashes, in bounded steps",
-    complexity: "O(K + M * S) where K is the number of keys in the database, M the meetings of the installation and S its sets",
-    since: "0.1.0",
-    args: &[INSTALLATION],
-};
-
-pub const ALL: [CommandInfo; 6] = [MEETINGS, EXPLAIN, MEETING_SET, MEETING_DEL, CHECK, REPAIR];
-
-/// The module's own ACL category, where the server has `RedisModule_AddACLCategory`.
-pub const ACL_CATEGORY: &str = "crm";
-
-/// Adds the `@crm` ACL category when the server supports it (Redis 7.4 and later);
-/// returns whether it did.
-pub fn add_acl_category(ctx: &Context) -> bool {
-    let Ok(name) = CString::new(ACL_CATEGORY) else {
+/// Adds an ACL category when the server supports it (Redis 7.4 and later); returns
+/// whether it did.
+pub fn add_acl_category(ctx: &Context, category: &str) -> bool {
+    let Ok(name) = CString::new(category) else {
         return false;
     };
     // SAFETY: called from OnLoad with the module's context.
@@ -227,8 +93,13 @@ pub fn add_acl_category(ctx: &Context) -> bool {
     }
 }
 
-/// Tells the server the command's arity, key spec, documentation and ACL categories.
-pub fn describe(ctx: &Context, info: &CommandInfo, with_crm_category: bool) -> Result<(), String> {
+/// Tells the server the command's arity, key spec, documentation and ACL categories
+/// (`read` or `write`, and `extra_category` when given).
+pub fn describe(
+    ctx: &Context,
+    info: &CommandInfo,
+    extra_category: Option<&str>,
+) -> Result<(), String> {
     let failure = |what: &str| format!("cannot set the {what} of {}", info.name);
     let mut strings = Strings::default();
     let name = strings.text(info.name);
@@ -296,10 +167,9 @@ pub fn describe(ctx: &Context, info: &CommandInfo, with_crm_category: bool) -> R
     // `@read`/`@write`.
     if let Some(set_categories) = unsafe { raw::RedisModule_SetCommandACLCategories } {
         let base = if info.writes { "write" } else { "read" };
-        let categories = if with_crm_category {
-            format!("{base} {ACL_CATEGORY}")
-        } else {
-            base.to_string()
+        let categories = match extra_category {
+            Some(extra) => format!("{base} {extra}"),
+            None => base.to_string(),
         };
         let categories = strings.text(&categories);
         // SAFETY: a live command and C string.
@@ -372,4 +242,38 @@ fn lower_args(
     // Moving the Vec into the arena does not move its heap buffer.
     arena.push(lowered);
     pointer
+}
+
+/// The handler of the command registered by [`register_debug_command`].
+#[cfg(debug_assertions)]
+static DEBUG_HANDLER: std::sync::OnceLock<
+    fn(&Context, Vec<redis_module::RedisString>) -> redis_module::RedisResult,
+> = std::sync::OnceLock::new();
+
+/// Registers one command outside the `redis_module!` list (debug builds only: the
+/// containment test's `CRM.DEBUG.PANIC`). Only from OnLoad.
+#[cfg(debug_assertions)]
+pub fn register_debug_command(
+    ctx: &Context,
+    name: &str,
+    handler: fn(&Context, Vec<redis_module::RedisString>) -> redis_module::RedisResult,
+) -> Result<(), String> {
+    fn dispatch(ctx: &Context, args: Vec<redis_module::RedisString>) -> redis_module::RedisResult {
+        match DEBUG_HANDLER.get() {
+            Some(handler) => handler(ctx, args),
+            None => Err(redis_module::RedisError::Str("no handler")),
+        }
+    }
+    /// # Safety
+    /// `ctx` is the module's context during OnLoad (the macro calls the raw API).
+    unsafe fn create(ctx: *mut raw::RedisModuleCtx, name: &str) -> c_int {
+        redis_module::redis_command!(ctx, name, dispatch, "", 0, 0, 0, "");
+        raw::REDISMODULE_OK as c_int
+    }
+    let _ = DEBUG_HANDLER.set(handler);
+    // SAFETY: called from OnLoad with the module's context.
+    if unsafe { create(ctx.ctx, name) } != raw::REDISMODULE_OK as c_int {
+        return Err(format!("cannot create {name}"));
+    }
+    Ok(())
 }

@@ -1,72 +1,81 @@
-//! Execution of a planned query over a store: candidates from the filter sets, client
-//! security, sort values, then one page and its fields. Each step is recorded in a
-//! [`Trace`] (a handful of entries per query), which CRM.EXPLAIN returns.
+//! The keyspace path: a query answered by reading the store's sets directly, the fallback
+//! when the index cannot answer and the oracle the index is tested against. First the
+//! size of every set the query names (so a key of the wrong type is reported whatever the
+//! data, and the smallest FILTER group leads), then candidates from the filter sets,
+//! client security, sort values, one page and its fields, each step recorded in a
+//! [`Trace`].
 
 use std::collections::HashSet;
 use std::time::Instant;
 
-use super::order::{parse_sort_value, Ranked};
-use super::page::cut_page;
-use super::plan::{plan, Plan, PlannedGroup};
-use super::query::{Bytes, Query};
-use super::store::{MeetingStore, SetRef};
+use super::order::Ranked;
+use super::page::{cut_page, Page};
+use super::query::Query;
+use super::store::MeetingStore;
+use super::trace::Trace;
+use super::types::{Bytes, SetRef};
+use super::values::parse_sort_value;
 use crate::error::{printable, CrmError};
 
-/// One page of a query's answer.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Page {
-    /// Visible matches before paging.
-    pub total: u64,
-    /// Each meeting of the page in order, with the values of the returned fields
-    /// (`details` unless RETURN names others); `None` where the hash lacks a field.
-    pub meetings: Vec<(Bytes, Vec<Option<Bytes>>)>,
+/// One FILTER field with the size of each of its value sets.
+#[derive(Debug, Clone)]
+struct SizedGroup<'q> {
+    field: &'q [u8],
+    values: Vec<(&'q [u8], usize)>,
 }
 
-/// What one step of a query did: its estimate from set sizes, what it found, how long.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TraceStep {
-    pub name: &'static str,
-    pub detail: String,
-    pub estimated: u64,
-    pub actual: u64,
-    pub micros: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Trace {
-    pub steps: Vec<TraceStep>,
-    /// Off for CRM.MEETINGS: the step details are then never formatted.
-    recording: bool,
-}
-
-impl Trace {
-    /// A trace that records every step (CRM.EXPLAIN).
-    pub fn recording() -> Self {
-        Trace {
-            steps: Vec::new(),
-            recording: true,
-        }
+impl SizedGroup<'_> {
+    /// An upper bound of the group's union.
+    fn estimate(&self) -> usize {
+        self.values.iter().map(|(_, len)| len).sum()
     }
+}
 
-    pub(crate) fn record(
-        &mut self,
-        name: &'static str,
-        detail: impl FnOnce() -> String,
-        estimated: usize,
-        actual: usize,
-        since: Instant,
-    ) {
-        if !self.recording {
-            return;
+#[derive(Debug, Clone)]
+struct SetSizes<'q> {
+    /// FILTER groups, smallest first: the first one gives the candidates, the others are
+    /// checked against them. Empty when the query has no FILTER (candidates: all meetings).
+    groups: Vec<SizedGroup<'q>>,
+    /// Whether the sort field has a sorted set; otherwise the hash field is the sort value.
+    sort_index: bool,
+    /// Nothing can match: the user sees no client, or a FILTER field has no member at all.
+    empty: bool,
+}
+
+fn measure<'q, S: MeetingStore>(store: &S, query: &'q Query) -> Result<SetSizes<'q>, CrmError> {
+    let installation = query.installation.as_slice();
+    let clients = store.set_len(query.visible_clients())?;
+    let mut groups = Vec::with_capacity(query.filters.len());
+    for group in &query.filters {
+        let mut values = Vec::with_capacity(group.values.len());
+        for value in &group.values {
+            let set = SetRef::Filter {
+                installation,
+                field: &group.field,
+                value,
+            };
+            values.push((value.as_slice(), store.set_len(set)?));
         }
-        self.steps.push(TraceStep {
-            name,
-            detail: detail(),
-            estimated: estimated as u64,
-            actual: actual as u64,
-            micros: u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
+        groups.push(SizedGroup {
+            field: &group.field,
+            values,
         });
     }
+    let meetings = if groups.is_empty() {
+        store.set_len(SetRef::Meetings { installation })?
+    } else {
+        0
+    };
+    let sort_index = store.has_sort_index(installation, &query.sort.field)?;
+    groups.sort_by_key(SizedGroup::estimate);
+    let empty = clients == 0
+        || groups.iter().any(|group| group.estimate() == 0)
+        || (groups.is_empty() && meetings == 0);
+    Ok(SetSizes {
+        groups,
+        sort_index,
+        empty,
+    })
 }
 
 pub fn execute<S: MeetingStore>(store: &S, query: &Query) -> Result<Page, CrmError> {
@@ -79,14 +88,14 @@ pub fn execute_traced<S: MeetingStore>(
     trace: &mut Trace,
 ) -> Result<Page, CrmError> {
     let started = Instant::now();
-    let plan = plan(store, query)?;
-    let groups = plan.groups.len();
-    trace.record("plan", || describe(query, &plan), groups, groups, started);
-    if plan.empty {
+    let sizes = measure(store, query)?;
+    let groups = sizes.groups.len();
+    trace.record("plan", || describe(query, &sizes), groups, groups, started);
+    if sizes.empty {
         return Ok(Page::default());
     }
     let installation = query.installation.as_slice();
-    let candidates = candidates(store, query, &plan, trace)?;
+    let candidates = candidates(store, query, &sizes, trace)?;
     if candidates.is_empty() {
         return Ok(Page::default());
     }
@@ -97,7 +106,7 @@ pub fn execute_traced<S: MeetingStore>(
         .set_members(query.visible_clients())?
         .into_iter()
         .collect();
-    let hash_sort_field = (!plan.sort_index).then_some(query.sort.field.as_slice());
+    let hash_sort_field = (!sizes.sort_index).then_some(query.sort.field.as_slice());
     let rows = store.meeting_rows(installation, &candidates, hash_sort_field)?;
     let considered = candidates.len();
     let mut visible = Vec::new();
@@ -135,7 +144,7 @@ pub fn execute_traced<S: MeetingStore>(
     }
 
     let started = Instant::now();
-    let values: Vec<Option<f64>> = if plan.sort_index {
+    let values: Vec<Option<f64>> = if sizes.sort_index {
         store.sort_scores(installation, &query.sort.field, &visible)?
     } else {
         hash_values
@@ -144,7 +153,7 @@ pub fn execute_traced<S: MeetingStore>(
             .collect()
     };
     let with_value = values.iter().filter(|value| value.is_some()).count();
-    let source = if plan.sort_index {
+    let source = if sizes.sort_index {
         "sorted set"
     } else {
         "hash field"
@@ -186,8 +195,8 @@ pub fn execute_traced<S: MeetingStore>(
     })
 }
 
-fn describe(query: &Query, plan: &Plan<'_>) -> String {
-    let groups: Vec<String> = plan
+fn describe(query: &Query, sizes: &SetSizes<'_>) -> String {
+    let groups: Vec<String> = sizes
         .groups
         .iter()
         .map(|group| format!("{} (~{})", printable(group.field), group.estimate()))
@@ -197,7 +206,7 @@ fn describe(query: &Query, plan: &Plan<'_>) -> String {
     } else {
         format!("FILTER groups smallest first: {}", groups.join(", "))
     };
-    let sort = if plan.sort_index {
+    let sort = if sizes.sort_index {
         "sorted set"
     } else {
         "hash field"
@@ -205,7 +214,7 @@ fn describe(query: &Query, plan: &Plan<'_>) -> String {
     format!(
         "{order}; sort by {} from its {sort}{}",
         printable(&query.sort.field),
-        if plan.empty {
+        if sizes.empty {
             "; nothing can match"
         } else {
             ""
@@ -219,12 +228,12 @@ fn describe(query: &Query, plan: &Plan<'_>) -> String {
 fn candidates<S: MeetingStore>(
     store: &S,
     query: &Query,
-    plan: &Plan<'_>,
+    sizes: &SetSizes<'_>,
     trace: &mut Trace,
 ) -> Result<Vec<Bytes>, CrmError> {
     let installation = query.installation.as_slice();
     let started = Instant::now();
-    let Some((first, others)) = plan.groups.split_first() else {
+    let Some((first, others)) = sizes.groups.split_first() else {
         let all = distinct(store.set_members(SetRef::Meetings { installation })?);
         let estimate = all.len();
         trace.record(
@@ -291,7 +300,7 @@ fn candidates<S: MeetingStore>(
     Ok(survivors)
 }
 
-fn filter_set<'q>(installation: &'q [u8], group: &PlannedGroup<'q>, value: &'q [u8]) -> SetRef<'q> {
+fn filter_set<'q>(installation: &'q [u8], group: &SizedGroup<'q>, value: &'q [u8]) -> SetRef<'q> {
     SetRef::Filter {
         installation,
         field: group.field,

@@ -1,0 +1,160 @@
+//! Following changes: CRM writes applied directly, and what the glue reports (a part's key
+//! or a meeting's hash changed behind the index's back).
+
+use super::{order_key, Index, Load, Part, SetName, SortData};
+use crate::core::types::{Bytes, Effect};
+use crate::error::CrmError;
+
+impl<C> Index<C> {
+    /// The part's key changed in a way the index cannot follow: read it again.
+    pub fn mark_stale(&mut self, part: &Part) {
+        let load = match part {
+            Part::Set(name) => self.sets.get_mut(name).map(|p| &mut p.load),
+            Part::Sort(field) => self.sorts.get_mut(field).map(|p| &mut p.load),
+            Part::Clients(user) => {
+                self.visible.remove(user);
+                self.users.get_mut(user).map(|p| &mut p.load)
+            }
+        };
+        if let Some(load) = load {
+            if !matches!(load, Load::Stale) {
+                self.counters.partial_rebuilds += 1;
+            }
+            *load = Load::Stale;
+        }
+    }
+
+    /// The meeting's hash changed: its row is read again before the next answer.
+    pub fn meeting_changed(&mut self, id: &[u8]) {
+        if let Some(ordinal) = self.ordinals.get(id) {
+            self.rows_pending.insert(ordinal);
+        }
+    }
+
+    /// The meetings whose hash had a TTL when it was read: an expired hash is deleted only
+    /// when touched, so they are checked before each answer.
+    pub fn expiring(&self) -> Vec<Bytes> {
+        self.expiring.iter().map(|o| self.id(o).to_vec()).collect()
+    }
+
+    pub fn expiring_count(&self) -> usize {
+        self.expiring.len() as usize
+    }
+
+    /// Frees the cached visible meetings of every user (memory pressure).
+    pub fn drop_visible_caches(&mut self) {
+        self.visible.clear();
+    }
+
+    /// Applies a CRM write that has been applied to the keyspace.
+    pub fn apply_write(&mut self, id: &[u8], effects: &[Effect]) -> Result<(), CrmError> {
+        let ordinal = self.ordinal(id)?;
+        self.rows_pending.insert(ordinal);
+        for effect in effects {
+            match effect {
+                Effect::AddToValueSet { field, value } => self.set_membership(
+                    &SetName::Value(field.clone(), value.clone()),
+                    ordinal,
+                    true,
+                ),
+                Effect::RemoveFromValueSet { field, value } => self.set_membership(
+                    &SetName::Value(field.clone(), value.clone()),
+                    ordinal,
+                    false,
+                ),
+                Effect::AddToMeetingsSet => self.set_membership(&SetName::Meetings, ordinal, true),
+                Effect::RemoveFromMeetingsSet => {
+                    self.set_membership(&SetName::Meetings, ordinal, false)
+                }
+                Effect::SetSortScore { field, score } => {
+                    self.sort_membership(field, ordinal, Some(*score))
+                }
+                Effect::RemoveSortScore { field } => self.sort_membership(field, ordinal, None),
+                // The row is read again (pending above): HSET merges into what is stored.
+                Effect::WriteHash(_) | Effect::DeleteHash => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn set_membership(&mut self, name: &SetName, ordinal: u32, member: bool) {
+        let Some(part) = self.sets.get_mut(name) else {
+            return;
+        };
+        match &mut part.load {
+            Load::Ready => {
+                if member {
+                    part.data.insert(ordinal);
+                } else {
+                    part.data.remove(ordinal);
+                }
+            }
+            Load::Scanning { touched, .. } => touched.push(ordinal),
+            Load::Stale => {}
+        }
+    }
+
+    fn sort_membership(&mut self, field: &[u8], ordinal: u32, score: Option<f64>) {
+        let Some(part) = self.sorts.get_mut(field) else {
+            return;
+        };
+        match &mut part.load {
+            Load::Ready => {
+                set_score(&mut part.data, ordinal, score);
+                // Redis deletes a sorted set with its last member.
+                part.data.exists = part.data.foreign > 0 || !part.data.scored.is_empty();
+            }
+            Load::Scanning { touched, .. } => touched.push(ordinal),
+            Load::Stale => {}
+        }
+    }
+
+    /// Moves a meeting to another client, in the client bitmaps and every cached set of
+    /// visible meetings.
+    pub(super) fn set_client(&mut self, ordinal: u32, client: u32) {
+        let Some(slot) = self.client_of.get_mut(ordinal as usize) else {
+            return;
+        };
+        let old = std::mem::replace(slot, client);
+        if old == client {
+            return;
+        }
+        if let Some(meetings) = self.client_meetings.get_mut(old as usize) {
+            meetings.remove(ordinal);
+            self.with_client -= 1;
+        }
+        if let Some(meetings) = self.client_meetings.get_mut(client as usize) {
+            meetings.insert(ordinal);
+            self.with_client += 1;
+        }
+        for (user, visible) in &mut self.visible {
+            if let Some(user) = self.users.get(user) {
+                if user.data.contains(client) {
+                    visible.insert(ordinal);
+                } else if user.data.contains(old) {
+                    visible.remove(ordinal);
+                }
+            }
+        }
+    }
+}
+
+/// Sets or removes one meeting's score in a sort field's part.
+pub(super) fn set_score(part: &mut SortData, ordinal: u32, score: Option<f64>) {
+    let index = ordinal as usize;
+    part.scores.grow_to(index + 1, f64::NAN);
+    let Some(slot) = part.scores.get_mut(index) else {
+        return;
+    };
+    let old = std::mem::replace(slot, score.unwrap_or(f64::NAN));
+    if !old.is_nan() {
+        part.order.remove(order_key(old), ordinal);
+        part.scored.remove(ordinal);
+    }
+    if let Some(score) = score {
+        let scores = &part.scores;
+        let key_of = |o: u32| scores.get(o as usize).map_or(0, |&s| order_key(s));
+        part.order.insert(order_key(score), ordinal, key_of);
+        part.scored.insert(ordinal);
+    }
+}

@@ -1,0 +1,301 @@
+//! The in-memory index of one installation, a cache in front of the keyspace that is never
+//! used stale. Meeting ids become dense ordinals; each set a query reads (a value set, the
+//! installation's set) is a compressed bitmap of ordinals; each meeting's client is an
+//! ordinal with a bitmap of meetings per client; each sort field keeps its scores with an
+//! ordered walk; each querying user keeps its clients and, once computed, the meetings
+//! they make visible.
+//!
+//! - `load.rs`: every part is loaded from an [`IndexSource`] in resumable steps under a
+//!   deadline, by one loader for every kind of part.
+//! - `follow.rs`: the glue marks a part stale when its key changes behind the index's back
+//!   and a meeting row stale when its hash changes; CRM writes are applied directly.
+//! - `plan.rs`: the plan kinds and the choice between them from cardinalities.
+//! - `answer.rs`: a query is answered only when every part it reads is loaded and no row
+//!   waits to be read; the page is checked against the keyspace before it is returned.
+
+pub mod answer;
+mod follow;
+mod load;
+pub mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
+
+use super::buckets::Buckets;
+use super::dense::{bitmap_bytes, Chunked, Ordinals};
+use super::query::Query;
+use super::types::Bytes;
+use crate::error::CrmError;
+
+/// The client ordinal of a meeting without a hash or without a client.
+const NO_CLIENT: u32 = u32::MAX;
+/// A client bitmap's own bytes: the struct and one container's header.
+const CLIENT_BITMAP_HEADER: usize = 64;
+
+/// A set of the installation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SetName {
+    /// The installation's set of all its meetings.
+    Meetings,
+    /// The set of meetings whose `field` holds `value`.
+    Value(Bytes, Bytes),
+}
+
+/// One loadable part of the index, named by what the glue watches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Part {
+    Set(SetName),
+    /// The sorted set of a sort field.
+    Sort(Bytes),
+    /// The set of clients a user may see.
+    Clients(Bytes),
+}
+
+/// The parts a query reads.
+pub fn parts_of(query: &Query) -> Vec<Part> {
+    let mut parts: Vec<Part> = query
+        .filters
+        .iter()
+        .flat_map(|group| {
+            group
+                .values
+                .iter()
+                .map(|value| Part::Set(SetName::Value(group.field.clone(), value.clone())))
+        })
+        .collect();
+    if parts.is_empty() {
+        parts.push(Part::Set(SetName::Meetings));
+    }
+    parts.push(Part::Sort(query.sort.field.clone()));
+    parts.push(Part::Clients(query.user.clone()));
+    parts
+}
+
+enum Load<C> {
+    /// To be read again from the start.
+    Stale,
+    /// Being read: the scan's cursor, and the meetings a CRM write changed in the part
+    /// meanwhile (a scan may or may not see such a change), checked once the scan ends.
+    Scanning {
+        cursor: C,
+        touched: Vec<u32>,
+    },
+    Ready,
+}
+
+impl<C> Load<C> {
+    fn is_ready(&self) -> bool {
+        matches!(self, Load::Ready)
+    }
+}
+
+/// A part: how far it is loaded, and what it holds.
+struct Loaded<C, D> {
+    load: Load<C>,
+    data: D,
+}
+
+impl<C, D: Default> Default for Loaded<C, D> {
+    fn default() -> Self {
+        Loaded {
+            load: Load::Stale,
+            data: D::default(),
+        }
+    }
+}
+
+/// A sort field's part.
+#[derive(Default)]
+struct SortData {
+    /// Whether the sorted set exists (without it the keyspace path sorts by hash field).
+    exists: bool,
+    /// Members of the sorted set that name no meeting (they still make it exist).
+    foreign: u64,
+    /// Score per ordinal; NaN where the meeting has none (scores are never NaN).
+    scores: Chunked<f64>,
+    /// The meetings with a score by score range, for walking in score order both ways.
+    order: Buckets,
+    scored: RoaringBitmap,
+}
+
+/// Figures for INFO.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IndexCounters {
+    /// Parts read again after a change made them stale.
+    pub partial_rebuilds: u64,
+    /// Users' visible meetings computed (a union of their clients' bitmaps).
+    pub visible_built: u64,
+}
+
+pub struct Index<C> {
+    installation: Bytes,
+    ordinals: Ordinals,
+    client_of: Chunked<u32>,
+    /// Client ids and their ordinals.
+    clients: Ordinals,
+    /// The meetings of each client.
+    client_meetings: Chunked<RoaringBitmap>,
+    /// Meetings with a client (the members of all client bitmaps).
+    with_client: u64,
+    /// Ordinals whose hash must be read (new meetings, changed hashes).
+    rows_pending: RoaringBitmap,
+    /// Ordinals whose hash could not be read (a key of another type): a query with one of
+    /// them among its candidates takes the keyspace path, which reports the error.
+    broken: RoaringBitmap,
+    /// Ordinals whose hash has a TTL: it may expire unannounced (see [`Index::expiring`]).
+    expiring: RoaringBitmap,
+    /// Each set's members.
+    sets: HashMap<SetName, Loaded<C, RoaringBitmap>>,
+    sorts: HashMap<Bytes, Loaded<C, SortData>>,
+    /// Each user's client ordinals.
+    users: HashMap<Bytes, Loaded<C, RoaringBitmap>>,
+    /// The meetings each user's clients make visible, once a plan needed them; kept current
+    /// on every client change, dropped when the user's set changes.
+    visible: HashMap<Bytes, RoaringBitmap>,
+    pub counters: IndexCounters,
+}
+
+/// A total order of f64 scores as integers; `-0` is `0`, as the keyspace path compares.
+fn order_key(score: f64) -> u64 {
+    let score = if score == 0.0 { 0.0 } else { score };
+    let bits = score.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+impl<C> Index<C> {
+    pub fn new(installation: Bytes) -> Self {
+        Index {
+            installation,
+            ordinals: Ordinals::default(),
+            client_of: Chunked::default(),
+            clients: Ordinals::default(),
+            client_meetings: Chunked::default(),
+            with_client: 0,
+            rows_pending: RoaringBitmap::new(),
+            broken: RoaringBitmap::new(),
+            expiring: RoaringBitmap::new(),
+            sets: HashMap::new(),
+            sorts: HashMap::new(),
+            users: HashMap::new(),
+            visible: HashMap::new(),
+            counters: IndexCounters::default(),
+        }
+    }
+
+    pub fn installation(&self) -> &[u8] {
+        &self.installation
+    }
+
+    /// Meetings the index knows (ordinals handed out).
+    pub fn meetings(&self) -> usize {
+        self.ordinals.len()
+    }
+
+    /// Adds the parts a query reads (see [`parts_of`]); returns those that were new (their
+    /// keys are to be watched from now on).
+    pub fn register(&mut self, parts: &[Part]) -> Vec<Part> {
+        let mut added = Vec::new();
+        for part in parts {
+            let new = match part {
+                Part::Set(name) => insert_new(&mut self.sets, name),
+                Part::Sort(field) => insert_new(&mut self.sorts, field),
+                Part::Clients(user) => insert_new(&mut self.users, user),
+            };
+            if new {
+                added.push(part.clone());
+            }
+        }
+        added
+    }
+
+    /// Whether every part a query reads is loaded and every meeting row is current.
+    pub fn is_ready(&self, parts: &[Part]) -> bool {
+        self.rows_pending.is_empty()
+            && parts.iter().all(|part| match part {
+                Part::Set(name) => self.sets.get(name).is_some_and(|p| p.load.is_ready()),
+                Part::Sort(field) => self.sorts.get(field).is_some_and(|p| p.load.is_ready()),
+                Part::Clients(user) => self.users.get(user).is_some_and(|p| p.load.is_ready()),
+            })
+    }
+
+    /// Whether anything waits to be loaded.
+    pub fn has_work(&self) -> bool {
+        !self.rows_pending.is_empty()
+            || self.sets.values().any(|p| !p.load.is_ready())
+            || self.sorts.values().any(|p| !p.load.is_ready())
+            || self.users.values().any(|p| !p.load.is_ready())
+    }
+
+    /// An estimate of the heap memory the index holds, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        let bitmap = bitmap_bytes;
+        let ids = self.ordinals.bytes();
+        // Client bitmaps are sparse (two bytes a meeting) and too many to walk each time.
+        let clients = self.client_of.bytes()
+            + self.clients.bytes()
+            + self.client_meetings.bytes()
+            + self.client_meetings.len() * CLIENT_BITMAP_HEADER
+            + usize::try_from(self.with_client).unwrap_or(usize::MAX) * 2;
+        let sets: usize = self.sets.values().map(|p| bitmap(&p.data)).sum();
+        let sorts: usize = self
+            .sorts
+            .values()
+            .map(|p| p.data.scores.bytes() + p.data.order.bytes() + bitmap(&p.data.scored))
+            .sum();
+        let users: usize = self
+            .users
+            .iter()
+            .map(|(user, p)| user.len() + bitmap(&p.data))
+            .sum::<usize>()
+            + self.visible.values().map(bitmap).sum::<usize>();
+        ids + clients + sets + sorts + users + bitmap(&self.rows_pending)
+    }
+
+    /// The ordinal of `id`, handed out (with its row to be read) when new.
+    fn ordinal(&mut self, id: &[u8]) -> Result<u32, CrmError> {
+        let (ordinal, new) = self
+            .ordinals
+            .insert(id, NO_CLIENT)
+            .ok_or_else(|| CrmError::Internal("the index is full".into()))?;
+        if new {
+            self.client_of.push(NO_CLIENT);
+            self.rows_pending.insert(ordinal);
+        }
+        Ok(ordinal)
+    }
+
+    fn client_ordinal(&mut self, client: &[u8]) -> Result<u32, CrmError> {
+        let (ordinal, new) = self
+            .clients
+            .insert(client, NO_CLIENT)
+            .ok_or_else(|| CrmError::Internal("the index is full".into()))?;
+        if new {
+            self.client_meetings.push(RoaringBitmap::new());
+        }
+        Ok(ordinal)
+    }
+
+    fn id(&self, ordinal: u32) -> &[u8] {
+        self.ordinals.id(ordinal)
+    }
+}
+
+/// Adds a part named `name`, stale, unless there is one; whether it was added.
+fn insert_new<K, C, D>(parts: &mut HashMap<K, Loaded<C, D>>, name: &K) -> bool
+where
+    K: Clone + Eq + std::hash::Hash,
+    D: Default,
+{
+    if parts.contains_key(name) {
+        return false;
+    }
+    parts.insert(name.clone(), Loaded::default());
+    true
+}

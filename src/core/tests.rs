@@ -1,0 +1,179 @@
+//! The keyspace path on the proof of concept's example data, over the in-memory store.
+
+use super::in_memory_store::InMemoryStore;
+use super::keyspace_path::{execute, execute_traced};
+use super::query::parse_query;
+use super::trace::Trace;
+
+/// The seed's example data (crm-poc.txt), with dates in the `date` sorted set.
+fn seed() -> InMemoryStore {
+    let mut store = InMemoryStore::default();
+    store.filter("10", "type", "email", &["11", "12", "15", "16", "19", "20"]);
+    store.filter("10", "type", "sms", &["11", "13", "15", "17", "19", "21"]);
+    store.filter("10", "status", "open", &["11", "13", "17", "19", "23"]);
+    store.filter(
+        "10",
+        "status",
+        "close",
+        &["10", "12", "14", "16", "18", "20"],
+    );
+    store.clients("1", &["7", "9", "11", "47"]);
+    store.clients("2", &["1", "2", "3", "8", "10", "11"]);
+    store.clients("3", &["4", "6", "8", "10", "12", "14", "16", "20", "24"]);
+    store.clients("4", &["3", "6", "9", "12", "15", "18", "21", "24"]);
+    for (id, client, date) in [
+        ("11", "2", 300.0),
+        ("15", "7", 100.0),
+        ("19", "8", 200.0),
+        ("23", "12", 50.0),
+    ] {
+        let details = format!("{{\"id\":{id}}}");
+        store.meeting(id, &[("clientid", client), ("details", &details)]);
+        store.score("date", id, date);
+    }
+    store
+}
+
+fn run(store: &InMemoryStore, words: &str) -> (u64, Vec<String>) {
+    let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+    let page = execute(store, &parse_query(&args, 1000).unwrap()).unwrap();
+    let ids = page
+        .meetings
+        .iter()
+        .map(|(id, _)| String::from_utf8(id.clone()).unwrap())
+        .collect();
+    (page.total, ids)
+}
+
+#[test]
+fn seed_example() {
+    let store = seed();
+    let filters = "FILTER type email FILTER status open";
+    assert_eq!(run(&store, &format!("10 1 {filters}")), (0, vec![]));
+    assert_eq!(
+        run(&store, &format!("10 2 {filters}")),
+        (2, vec!["19".into(), "11".into()])
+    );
+    assert_eq!(
+        run(&store, &format!("10 3 {filters}")),
+        (1, vec!["19".into()])
+    );
+    assert_eq!(run(&store, &format!("10 4 {filters}")), (0, vec![]));
+    assert_eq!(run(&store, &format!("10 5 {filters}")), (0, vec![]));
+    assert_eq!(run(&store, &format!("11 2 {filters}")), (0, vec![]));
+}
+
+#[test]
+fn union_within_a_field_sort_and_limit() {
+    let store = seed();
+    let query = "10 2 FILTER type email FILTER type sms FILTER status open SORTBY date DESC";
+    assert_eq!(run(&store, query), (2, vec!["11".into(), "19".into()]));
+    assert_eq!(
+        run(&store, &format!("{query} LIMIT 1 5")),
+        (2, vec!["19".into()])
+    );
+    assert_eq!(run(&store, &format!("{query} LIMIT 0 0")), (2, vec![]));
+    assert_eq!(run(&store, &format!("{query} LIMIT 9 1")), (2, vec![]));
+}
+
+#[test]
+fn details_come_with_the_page() {
+    let store = seed();
+    // User 3 sees 23 (client 12, date 50) and 19 (client 8, date 200); page two of size one.
+    let args: Vec<&[u8]> = vec![
+        b"10", b"3", b"FILTER", b"status", b"open", b"LIMIT", b"1", b"1",
+    ];
+    let page = execute(&store, &parse_query(&args, 1000).unwrap()).unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(
+        page.meetings,
+        vec![(b"19".to_vec(), vec![Some(b"{\"id\":19}".to_vec())])]
+    );
+}
+
+#[test]
+fn return_names_the_fields_and_explain_traces_each_step() {
+    let store = seed();
+    let args: Vec<&[u8]> = vec![
+        b"10",
+        b"2",
+        b"FILTER",
+        b"type",
+        b"email",
+        b"FILTER",
+        b"status",
+        b"open",
+        b"RETURN",
+        b"2",
+        b"clientid",
+        b"nope",
+    ];
+    let query = parse_query(&args, 1000).unwrap();
+    let mut trace = Trace::recording();
+    let page = execute_traced(&store, &query, &mut trace).unwrap();
+    assert_eq!(
+        page.meetings[0],
+        (b"19".to_vec(), vec![Some(b"8".to_vec()), None])
+    );
+    let steps: Vec<(&str, u64)> = trace
+        .steps
+        .iter()
+        .map(|step| (step.name, step.actual))
+        .collect();
+    // status (5 ids) is read whole, type (6 ids) filters it to 11 and 19, both visible.
+    assert_eq!(
+        steps,
+        [
+            ("plan", 2),
+            ("candidates", 5),
+            ("filter", 2),
+            ("client security", 2),
+            ("sort values", 2),
+            ("page", 2),
+            ("fields", 2)
+        ]
+    );
+    assert_eq!(trace.steps[1].estimated, 5);
+}
+
+#[test]
+fn no_filter_lists_the_installation_and_skips_dangling_ids() {
+    let mut store = seed();
+    store.meeting_sets.insert(
+        b"10".to_vec(),
+        ["11", "15", "19", "23", "99"]
+            .iter()
+            .map(|id| id.as_bytes().to_vec())
+            .collect(),
+    );
+    // 99 has no hash; 15's client 7 is not user 2's.
+    assert_eq!(run(&store, "10 2"), (2, vec!["19".into(), "11".into()]));
+    store.meeting("99", &[("details", "{}")]);
+    store.clients("9", &["2", "7", "8", "12"]);
+    // 99 has a hash without clientid: never shown, never counted.
+    assert_eq!(
+        run(&store, "10 9"),
+        (4, vec!["23".into(), "15".into(), "19".into(), "11".into()])
+    );
+}
+
+#[test]
+fn hash_field_sorts_when_there_is_no_sorted_set() {
+    let mut store = seed();
+    store.sort_indexes.clear();
+    store.clients("9", &["2", "7", "8", "12"]);
+    store.meeting("11", &[("clientid", "2"), ("rank", "5")]);
+    store.meeting("15", &[("clientid", "7"), ("rank", "tbd")]);
+    store.meeting("19", &[("clientid", "8"), ("rank", "-1.5")]);
+    store.meeting("23", &[("clientid", "12")]);
+    let query = "10 9 FILTER status open FILTER status close SORTBY rank";
+    assert_eq!(
+        run(&store, query),
+        (3, vec!["19".into(), "11".into(), "23".into()])
+    );
+    let query = "10 9 FILTER type email FILTER type sms SORTBY rank DESC";
+    assert_eq!(
+        run(&store, query),
+        (3, vec!["11".into(), "19".into(), "15".into()])
+    );
+}

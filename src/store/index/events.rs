@@ -1,0 +1,119 @@
+//! What the server tells the indexes: key-space notifications (every class, every key) and
+//! the events that replace a database's data.
+//!
+//! A change to a key a part was loaded from marks that part stale; a change to a meeting's
+//! hash marks its row stale. A CRM write updates its index directly, so its own effect
+//! notifications are skipped for that index (see `writes.rs`).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{PoisonError, TryLockError};
+
+use redis_module::{Context, NotifyEvent};
+
+use super::{recover, with_registry, Registry, ACTIVE, REGISTRY};
+use crate::core::types::Bytes;
+use crate::ffi::selected_db;
+use crate::store::keys::strip;
+
+/// Notifications that arrived while the registry was in use (a key expiring as the index
+/// reads it); applied when it is released.
+static PENDING: std::sync::Mutex<Vec<(i32, Bytes, Event)>> = std::sync::Mutex::new(Vec::new());
+
+/// What a notification means to an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Event {
+    /// A command a CRM write runs for one of its effects (the write updates the index).
+    Effect,
+    /// The key got a TTL: it is touched before each answer from now on.
+    Expire,
+    /// Anything else (including a deletion or expiry a write's own command caused).
+    Other,
+}
+
+impl Event {
+    fn of(name: &str) -> Event {
+        match name {
+            "sadd" | "srem" | "zadd" | "zrem" | "hset" => Event::Effect,
+            "expire" => Event::Expire,
+            _ => Event::Other,
+        }
+    }
+}
+
+/// The keyspace notification handler: every class of event, for every key.
+pub fn on_key_event(ctx: &Context, _class: NotifyEvent, event: &str, key: &[u8]) {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let db = selected_db(ctx).unwrap_or(-1);
+        let event = Event::of(event);
+        match REGISTRY.try_lock() {
+            Ok(mut registry) => {
+                registry.key_changed(db, key, event);
+                registry.apply_pending();
+            }
+            // The registry is in use further up this thread's stack: apply it afterwards.
+            Err(TryLockError::WouldBlock) => PENDING
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((db, key.to_vec(), event)),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let mut registry = recover(poisoned);
+                registry.key_changed(db, key, event);
+                registry.apply_pending();
+            }
+        }
+    }));
+}
+
+/// Flush, SWAPDB, loading: the data under every index is replaced.
+pub fn on_data_replaced() {
+    with_registry(Registry::drop_all);
+}
+
+impl Registry {
+    pub(super) fn apply_pending(&mut self) {
+        let events = std::mem::take(&mut *PENDING.lock().unwrap_or_else(PoisonError::into_inner));
+        for (db, key, event) in events {
+            self.key_changed(db, &key, event);
+        }
+    }
+
+    fn key_changed(&mut self, db: i32, key: &[u8], event: Event) {
+        let expire = event == Event::Expire;
+        for ((entry_db, installation), entry) in &mut self.entries {
+            if *entry_db != db {
+                continue;
+            }
+            let writer = event == Event::Effect
+                && self.writing.as_ref().is_some_and(|(w_db, w_installation)| {
+                    *w_db == db && w_installation == installation
+                });
+            if let Some(parts) = entry.watched.get(key) {
+                // Whatever replaced the key (RENAME, RESTORE, COPY, EXPIRE...) may have
+                // given it a TTL: the next query looks.
+                entry.volatile.insert(key.to_vec());
+                // A CRM write updates the one part of each key it touches directly.
+                if writer && parts.len() == 1 {
+                    continue;
+                }
+                for part in parts {
+                    entry.index.mark_stale(part);
+                }
+                self.figures.invalidations += 1;
+            } else if let Some(id) = entry
+                .meeting_key
+                .as_ref()
+                .and_then(|(before, after)| strip(key, before, after))
+            {
+                // A new TTL is seen when the row is read again.
+                if !writer || expire {
+                    entry.index.meeting_changed(id);
+                    self.figures.invalidations += 1;
+                }
+            }
+        }
+    }
+}

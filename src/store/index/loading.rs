@@ -1,0 +1,152 @@
+//! Loading in bounded slices: a query loads for at most [`QUERY_BUDGET`] itself, then timer
+//! slices of at most [`SLICE`] each load what waits, every index in turn, on the main
+//! thread. Memory is measured as indexes grow and kept within the budget.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use redis_module::Context;
+
+use super::{with_registry, Registry};
+use crate::core::types::Bytes;
+use crate::ffi::{select_db, selected_db};
+use crate::store::access::KeyGuard;
+use crate::store::keyspace::KeyspaceStore;
+
+/// The most a query spends loading before it takes the keyspace path instead.
+pub(super) const QUERY_BUDGET: Duration = Duration::from_millis(2);
+/// The most one timer slice of loading holds the server.
+const SLICE: Duration = Duration::from_millis(3);
+/// How long an installation whose index failed (it ran out of ordinals) waits before its
+/// index is built again.
+const FAILURE_REST: Duration = Duration::from_secs(1);
+/// How long an installation over `crm.index-max-memory` waits before it is tried again.
+pub(super) const MEMORY_REST: Duration = Duration::from_secs(60);
+/// How often a loading index's memory is measured against `crm.index-max-memory`.
+const MEASURE_EVERY: Duration = Duration::from_millis(250);
+
+impl Registry {
+    pub(super) fn arm_timer(&mut self, ctx: &Context) {
+        if !self.timer_armed {
+            ctx.create_timer(Duration::from_millis(1), build_slice, ());
+            self.timer_armed = true;
+        }
+    }
+
+    pub(super) fn hold(&mut self, since: Instant) {
+        let held = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.figures.longest_hold_us = self.figures.longest_hold_us.max(held);
+    }
+
+    /// Loads what waits in one entry until `deadline`; drops the entry when its memory
+    /// passes the budget or its rows cannot be read, forgets a part that cannot be loaded.
+    pub(super) fn refresh(
+        &mut self,
+        key: &(i32, Bytes),
+        store: &KeyspaceStore,
+        deadline: Instant,
+    ) -> bool {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return false;
+        };
+        let outcome = entry.index.refresh(store, deadline);
+        let rebuilds = entry.index.counters.partial_rebuilds;
+        self.figures.partial_rebuilds += rebuilds - entry.counted_rebuilds;
+        entry.counted_rebuilds = rebuilds;
+        let done = match outcome {
+            Ok(done) => done,
+            Err(_) => {
+                self.entries.remove(key);
+                self.resting.insert(
+                    key.clone(),
+                    (
+                        Instant::now() + FAILURE_REST,
+                        "the index could not be built",
+                    ),
+                );
+                return false;
+            }
+        };
+        if done && !entry.built {
+            entry.built = true;
+            self.figures.builds += 1;
+            self.figures.last_build_ms =
+                u64::try_from(entry.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        }
+        // Measuring walks every bitmap: at the end of a load, and every so often during one.
+        if done || entry.measured.elapsed() >= MEASURE_EVERY {
+            entry.measured = Instant::now();
+            self.check_memory(key);
+        }
+        done
+    }
+
+    /// Keeps the indexes within the memory budget (`crm.index-max-memory`, as the last
+    /// query passed it): first the cached visible meetings go, then this installation's
+    /// index.
+    pub(super) fn check_memory(&mut self, key: &(i32, Bytes)) {
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.memory = entry.index.heap_bytes();
+        }
+        if self.memory() <= self.max_memory {
+            return;
+        }
+        for entry in self.entries.values_mut() {
+            entry.index.drop_visible_caches();
+            entry.memory = entry.index.heap_bytes();
+        }
+        if self.memory() > self.max_memory && self.entries.remove(key).is_some() {
+            self.resting.insert(
+                key.clone(),
+                (Instant::now() + MEMORY_REST, "over crm.index-max-memory"),
+            );
+        }
+    }
+
+    pub(super) fn memory(&self) -> usize {
+        self.entries.values().map(|entry| entry.memory).sum()
+    }
+}
+
+/// One slice of loading for every index with work, then the next slice if work remains.
+fn build_slice(ctx: &Context, _: ()) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let started = Instant::now();
+        let deadline = started + SLICE;
+        let original_db = selected_db(ctx).unwrap_or(0);
+        with_registry(|registry| {
+            registry.timer_armed = false;
+            let waiting: Vec<(i32, Bytes)> = registry
+                .entries
+                .iter()
+                .filter(|(_, entry)| entry.index.has_work())
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in waiting {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let Some(entry) = registry.entries.get(&key) else {
+                    continue;
+                };
+                if select_db(ctx, key.0).is_err() {
+                    continue;
+                }
+                let Ok(guard) = KeyGuard::new(ctx, None, &key.1) else {
+                    continue;
+                };
+                let store = KeyspaceStore::new(ctx, entry.templates.clone(), guard);
+                registry.refresh(&key, &store, deadline);
+            }
+            registry.hold(started);
+            if registry
+                .entries
+                .values()
+                .any(|entry| entry.index.has_work())
+            {
+                registry.arm_timer(ctx);
+            }
+        });
+        let _ = select_db(ctx, original_db);
+    }));
+}

@@ -1,0 +1,173 @@
+//! The in-memory indexes on the server: one [`Index`] per database and installation queried,
+//! kept exact by what the server tells the module, never used stale.
+//!
+//! - `events.rs`: key-space notifications and the server events that replace data;
+//! - `loading.rs`: loading in bounded slices, memory measured against the budget;
+//! - `ttl.rs`: keys with a TTL touched before each answer;
+//! - `writes.rs`: CRM writes applied to their index directly.
+//!
+//! - `answer.rs`: a query reads the index only when every part it needs is loaded; it says
+//!   why not otherwise, and the command answers from the keyspace.
+//!
+//! Everything runs on the main thread; settings come in as arguments.
+
+pub mod answer;
+pub mod events;
+mod loading;
+mod ttl;
+pub mod writes;
+
+use std::collections::{HashMap, HashSet};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use super::keys::KeyTemplates;
+use crate::core::index::{Index, Part};
+use crate::core::types::Bytes;
+use crate::ffi::key::ScanCursor;
+
+/// The index figures of INFO.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Figures {
+    pub installations: u64,
+    pub meetings: u64,
+    pub memory_bytes: u64,
+    pub building: u64,
+    pub builds: u64,
+    pub last_build_ms: u64,
+    pub longest_hold_us: u64,
+    pub partial_rebuilds: u64,
+    pub invalidations: u64,
+    pub dropped: u64,
+    pub plans: [u64; 3],
+    pub keyspace_answers: u64,
+}
+
+struct Entry {
+    templates: KeyTemplates,
+    /// The meeting key's text around `<id>`, to recognise a meeting's hash by its name.
+    meeting_key: Option<(Bytes, Bytes)>,
+    index: Index<ScanCursor>,
+    /// Key name to the parts loaded from it.
+    watched: HashMap<Bytes, Vec<Part>>,
+    /// Keys with a TTL that the index depends on.
+    volatile: HashSet<Bytes>,
+    created: Instant,
+    built: bool,
+    /// When `memory` was last measured.
+    measured: Instant,
+    memory: usize,
+    /// Counters of the index already added to the figures.
+    counted_rebuilds: u64,
+}
+
+impl Entry {
+    fn new(
+        templates: KeyTemplates,
+        meeting_key: Option<(Bytes, Bytes)>,
+        installation: &[u8],
+    ) -> Self {
+        Entry {
+            meeting_key,
+            templates,
+            index: Index::new(installation.to_vec()),
+            watched: HashMap::new(),
+            volatile: HashSet::new(),
+            created: Instant::now(),
+            built: false,
+            measured: Instant::now(),
+            memory: 0,
+            counted_rebuilds: 0,
+        }
+    }
+}
+
+struct Registry {
+    entries: HashMap<(i32, Bytes), Entry>,
+    /// Installations that may not have an index until then, and why.
+    resting: HashMap<(i32, Bytes), (Instant, &'static str)>,
+    /// The installation a CRM write is changing: its own notifications are skipped.
+    writing: Option<(i32, Bytes)>,
+    timer_armed: bool,
+    /// The bytes all indexes may hold together, as the last query passed it.
+    max_memory: usize,
+    figures: Figures,
+}
+
+lazy_static::lazy_static! {
+    static ref REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+        entries: HashMap::new(),
+        resting: HashMap::new(),
+        writing: None,
+        timer_armed: false,
+        max_memory: usize::MAX,
+        figures: Figures::default(),
+    });
+}
+
+/// Whether any index exists: notifications return at once otherwise.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+fn lock_registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(recover)
+}
+
+/// A panic left an index half-changed: drop them all rather than trust them.
+fn recover(poisoned: PoisonError<MutexGuard<'static, Registry>>) -> MutexGuard<'static, Registry> {
+    let mut registry = poisoned.into_inner();
+    registry.entries.clear();
+    registry.writing = None;
+    REGISTRY.clear_poison();
+    registry
+}
+
+fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    let mut registry = lock_registry();
+    let out = f(&mut registry);
+    registry.apply_pending();
+    ACTIVE.store(!registry.entries.is_empty(), Ordering::Relaxed);
+    out
+}
+
+impl Registry {
+    fn drop_all(&mut self) {
+        self.figures.dropped += self.entries.len() as u64;
+        self.entries.clear();
+        self.resting.clear();
+    }
+}
+
+/// `crm.index no`: every index goes.
+pub fn drop_all() {
+    with_registry(|registry| {
+        if !registry.entries.is_empty() {
+            registry.drop_all();
+        }
+    });
+}
+
+/// A query the index did not answer was answered from the keyspace.
+pub fn count_keyspace_answer() {
+    with_registry(|registry| registry.figures.keyspace_answers += 1);
+}
+
+pub fn figures() -> Option<Figures> {
+    // Never wait here: INFO may run inside a crash report.
+    let registry = REGISTRY.try_lock().ok()?;
+    let mut figures = registry.figures;
+    figures.installations = registry.entries.len() as u64;
+    figures.meetings = registry
+        .entries
+        .values()
+        .map(|e| e.index.meetings() as u64)
+        .sum();
+    figures.memory_bytes = registry.memory() as u64;
+    figures.building = registry
+        .entries
+        .values()
+        .filter(|e| e.index.has_work())
+        .count() as u64;
+    Some(figures)
+}

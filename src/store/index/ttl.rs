@@ -1,0 +1,52 @@
+//! Keys with a TTL: the server deletes an expired key only when it is touched or sampled,
+//! so the keys an index depends on that carry a TTL are touched before each answer (on a
+//! replica, which never deletes them itself, an expired key reads as missing).
+
+use super::Entry;
+use crate::error::CrmError;
+use crate::ffi::key::ReadKey;
+use crate::ffi::string::ModuleString;
+use crate::store::keyspace::KeyspaceStore;
+use redis_module::Context;
+
+/// Opens every key with a TTL the index depends on: on a primary an expired one is deleted
+/// now, on a replica it reads as missing; either way what it feeds is read again. A key
+/// whose TTL was removed is no longer followed.
+pub(super) fn touch_volatile(
+    ctx: &Context,
+    store: &KeyspaceStore,
+    entry: &mut Entry,
+) -> Result<(), CrmError> {
+    let mut gone = Vec::new();
+    for key in &entry.volatile {
+        let opened = ReadKey::open(ctx, &ModuleString::new(key)?, key)?;
+        if opened.is_missing() || !opened.has_expire()? {
+            gone.push((key.clone(), opened.is_missing()));
+        }
+    }
+    for (key, missing) in gone {
+        entry.volatile.remove(&key);
+        match entry.watched.get(&key) {
+            Some(parts) if missing => parts.iter().for_each(|part| entry.index.mark_stale(part)),
+            _ => {}
+        }
+    }
+    let installation = entry.index.installation().to_vec();
+    let mut name = Vec::new();
+    for id in entry.index.expiring() {
+        store.meeting_key(&installation, &id, &mut name);
+        let opened = ReadKey::open(ctx, &ModuleString::new(&name)?, &name)?;
+        if opened.is_missing() || !opened.has_expire()? {
+            entry.index.meeting_changed(&id);
+        }
+    }
+    Ok(())
+}
+
+/// Follows the TTL of the keys of newly registered parts (a TTL set later is announced).
+pub(super) fn watch_ttl(ctx: &Context, entry: &mut Entry, key: &[u8]) -> Result<(), CrmError> {
+    if ReadKey::open(ctx, &ModuleString::new(key)?, key)?.has_expire()? {
+        entry.volatile.insert(key.to_vec());
+    }
+    Ok(())
+}
