@@ -221,9 +221,21 @@ pub fn keyspace_state(con: &mut Connection) -> (i64, String) {
     (size, digest)
 }
 
+/// The data generator, a binary of the workspace (`tools/crm-load`): its release build,
+/// next to the module's.
+pub fn loader_path() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/crm-load");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release -p crm-load` (or `make test`)",
+        path.display()
+    );
+    path
+}
+
 /// Runs the crm-load binary against `server`.
 pub fn crm_load(server: &Server, args: &[&str]) {
-    let status = Command::new(env!("CARGO_BIN_EXE_crm-load"))
+    let status = Command::new(loader_path())
         .arg("--port")
         .arg(server.port.to_string())
         .args(args)
