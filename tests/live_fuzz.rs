@@ -4,12 +4,6 @@
 //! server answers PING and no reply was an internal error; at the end, keys in the module's
 //! own namespaces that no command could name are byte-identical (DUMP before and after). `CRM_LIVE_FUZZ_COMMANDS` sets the count (default 4,000;
 //! `make reliability` sends 200,000), `CRM_LIVE_FUZZ_SEED` the seed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

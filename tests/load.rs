@@ -9,12 +9,6 @@
 //!
 //! `CRM_LOAD_CLIENTS` (default 50) and `CRM_LOAD_SECONDS` (default 5; `make reliability`
 //! runs 60) size the run; it prints throughput and p50/p99/p999 latencies.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,12 +1,7 @@
 //! Shared test helpers: a real server with the module loaded on a free loopback port
 //! (stopped on drop), reply decoding, and the Lua reference script.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Each test file uses a part of the helpers.
+#![allow(dead_code)]
 
 pub mod dataset;
 pub mod model;
