@@ -93,14 +93,14 @@ test: build servers examples-deps unit ## Every test: unit tests, then the integ
 
 reliability: build servers ## The long reliability runs on Redis 8.2: 60 s load, 200,000 live-fuzz commands, 1M queries, faults
 	CRM_SERVER=$(REDIS8) CRM_LOAD_SECONDS=60 CRM_LIVE_FUZZ_COMMANDS=200000 CRM_MEMORY_QUERIES=1000000 \
-		cargo test --release --test load --test live_fuzz --test memory --test faults -- --test-threads 1 --nocapture
+		cargo test --release --test load --test live_fuzz --test memory_growth --test faults -- --test-threads 1 --nocapture
 
 # Valkey's wheel is built with libc malloc, so memcheck sees every allocation the module
 # makes (Redis's jemalloc would hide them). The report fails on any leak or memory error
 # from the module's commands.
 # Every integration test file but the cluster's (six servers under valgrind on two cores).
 VALGRIND_TESTS ?= seed bad_input config writes contexts introspection acl persistence live_fuzz \
-	differential load faults memory containment docs examples readme
+	differential load faults memory_growth containment docs examples readme
 VALGRIND_LOGS := target/valgrind
 
 valgrind: build servers examples-deps ## The integration tests (all but the cluster's) with every server under valgrind
