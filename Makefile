@@ -27,11 +27,11 @@ deps: ## Install Debian's redis-server and libclang-dev (bindgen) when missing
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server libclang-dev >/dev/null; \
 	fi
 
-build: deps ## Build the module (target/release/libcrm_meetings.so)
+build: deps ## Build the module and the loader (target/release/libcrm_meetings.so, target/release/crm-load)
 	cargo build --release --lib
+	cargo build --release -p crm-load
 
 run: build ## Start Redis with redis.conf on port $(PORT), load the seed example and show a demo
-	@cargo build --release --bin crm-load --quiet
 	@redis-cli -p $(PORT) ping >/dev/null 2>&1 && { echo "port $(PORT) is taken: make stop, or PORT=..."; exit 1; } || true
 	@redis-server redis.conf --port $(PORT) --daemonize yes --logfile $(CURDIR)/redis-run.log --dir $(CURDIR)
 	@for i in $$(seq 50); do redis-cli -p $(PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -40,7 +40,7 @@ run: build ## Start Redis with redis.conf on port $(PORT), load the seed example
 	@echo "Redis runs on 127.0.0.1:$(PORT) with the module loaded; stop it with: make stop"
 
 demo: ## Load 100,000 generated meetings (installation 10) into the make run server
-	cargo run --release --bin crm-load -- --port $(PORT) --meetings 100000
+	cargo run --release -p crm-load -- --port $(PORT) --meetings 100000
 	@echo '$$ redis-cli -p $(PORT) CRM.MEETINGS 10 7 FILTER type email FILTER status open LIMIT 0 2'
 	@redis-cli -p $(PORT) CRM.MEETINGS 10 7 FILTER type email FILTER status open LIMIT 0 2
 
@@ -76,15 +76,13 @@ bench-deps: servers $(REDISEARCH) ## Install what make bench needs: RediSearch, 
 BENCH_ENV = PYTHONPATH=$(BENCH_PY) REDIS8=$(REDIS8) VALKEY=$(VALKEY) REDIS7=$(REDIS7) REDISEARCH_SO=$(CURDIR)/$(REDISEARCH)
 
 bench: build bench-deps ## Benchmark against Lua, RediSearch, PostgreSQL, SINTERCARD (N=10000,100000,1000000); writes bench/RESULTS.md
-	cargo build --release --bin crm-load
 	$(BENCH_ENV) python3 bench/bench.py --sizes $(N)
 
 bench-smoke: build bench-deps ## The benchmark at N=10000 with few calls: the agreement check (CI runs it)
-	cargo build --release --bin crm-load
 	$(BENCH_ENV) python3 bench/bench.py --sizes 10000 --smoke --out $$(mktemp -d)
 
-unit: ## Unit tests of the pure core (no server)
-	cargo test --release --lib --bins
+unit: ## Unit tests of the pure core, the loader and the seeded generator (no server)
+	cargo test --release --workspace --lib --bins
 
 test: build servers examples-deps unit ## Every test: unit tests, then the integration suite on all three servers
 	cargo build --lib --quiet  # the debug build, for the panic containment test
@@ -95,14 +93,14 @@ test: build servers examples-deps unit ## Every test: unit tests, then the integ
 
 reliability: build servers ## The long reliability runs on Redis 8.2: 60 s load, 200,000 live-fuzz commands, 1M queries, faults
 	CRM_SERVER=$(REDIS8) CRM_LOAD_SECONDS=60 CRM_LIVE_FUZZ_COMMANDS=200000 CRM_MEMORY_QUERIES=1000000 \
-		cargo test --release --test load --test live_fuzz --test memory --test faults -- --test-threads 1 --nocapture
+		cargo test --release --test load --test live_fuzz --test memory_growth --test faults -- --test-threads 1 --nocapture
 
 # Valkey's wheel is built with libc malloc, so memcheck sees every allocation the module
 # makes (Redis's jemalloc would hide them). The report fails on any leak or memory error
 # from the module's commands.
 # Every integration test file but the cluster's (six servers under valgrind on two cores).
 VALGRIND_TESTS ?= seed bad_input config writes contexts introspection acl persistence live_fuzz \
-	differential load faults memory containment docs examples readme
+	differential load faults memory_growth containment docs examples readme
 VALGRIND_LOGS := target/valgrind
 
 valgrind: build servers examples-deps ## The integration tests (all but the cluster's) with every server under valgrind
@@ -145,8 +143,8 @@ fmt: ## Format the code
 fmt-check: ## Check formatting
 	cargo fmt --check
 
-lint: ## Clippy with warnings as errors
-	cargo clippy --release -- -D warnings
+lint: ## Clippy with warnings as errors, every crate and target of the workspace
+	cargo clippy --release --workspace --all-targets -- -D warnings
 
 check: fmt-check lint test ## What CI runs
 

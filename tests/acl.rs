@@ -1,12 +1,6 @@
 //! Every key the module derives is checked against the caller's ACL key permissions:
 //! a user confined to one installation cannot read or write another through the module,
 //! a read-only user cannot write, in MULTI and in scripts too.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

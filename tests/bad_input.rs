@@ -1,11 +1,5 @@
 //! Every malformed call gets its precise error; after each the server answers PING and no
 //! key changed (DBSIZE and DEBUG DIGEST as before).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

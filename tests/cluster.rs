@@ -3,12 +3,6 @@
 //! with READONLY, a primary killed and its replica promoted, and a template that would
 //! leave the slot refused with CROSSSLOT. A standalone server with the same writes is
 //! the oracle.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,11 +1,5 @@
 //! Key templates and limits as module configurations: defaults, CONFIG SET with checks,
 //! `loadmodule` arguments, and the configuration-file form.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,12 +1,6 @@
 //! A panic inside a command (a bug) is caught: the caller gets an error, the panic is
 //! logged with its location, and the server goes on. Uses the debug build of the module,
 //! the only one with CRM.DEBUG.PANIC (`make test` builds it).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

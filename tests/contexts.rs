@@ -1,11 +1,5 @@
 //! CRM.MEETINGS answers the same inside MULTI/EXEC, from a Lua script and on a replica,
 //! and writes nothing.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,11 +1,5 @@
 //! CRM.MEETINGS = the Lua reference script = a naive in-memory model, on 500 random
 //! datasets (fixed seeds) with several queries each.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

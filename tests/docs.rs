@@ -1,11 +1,5 @@
 //! The three descriptions of the commands agree: what the server reports (COMMAND DOCS and
 //! COMMAND INFO, from the code), `commands.json`, and `docs/commands.md`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

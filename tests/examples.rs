@@ -1,11 +1,5 @@
 //! The client examples (node-redis, ioredis, redis-py) run against a live server and print
 //! exactly the pages CRM.MEETINGS gives. `make examples-deps` installs their packages.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

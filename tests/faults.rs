@@ -1,12 +1,6 @@
 //! Faults during a write load: the server killed with SIGKILL under `appendfsync always`,
 //! and a primary killed under a replica that is then promoted. Afterwards every acknowledged
 //! write is there, CRM.CHECK finds no drift, and queries equal the Lua reference.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

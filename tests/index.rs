@@ -4,12 +4,6 @@
 //! each query answers the same under every plan (`crm.index-plan` auto, filter-first,
 //! client-first, sort-walk), on the keyspace path, and from the Lua reference; INFO proves
 //! the index answered. A replica is compared the same way.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

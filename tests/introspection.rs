@@ -1,10 +1,4 @@
 //! FORMAT JSON and RETURN, CRM.EXPLAIN, and the INFO `crm` section with CONFIG RESETSTAT.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -4,12 +4,6 @@
 //! server answers PING and no reply was an internal error; at the end, keys in the module's
 //! own namespaces that no command could name are byte-identical (DUMP before and after). `CRM_LIVE_FUZZ_COMMANDS` sets the count (default 4,000;
 //! `make reliability` sends 200,000), `CRM_LIVE_FUZZ_SEED` the seed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 
@@ -115,7 +109,7 @@ fn argument(rng: &mut Rng) -> Vec<u8> {
     match rng.below(400) {
         0 => random_bytes(rng, 1 << 20), // a 1 MB argument
         1..=80 => {
-            let len = rng.below(40);
+            let len = rng.below_usize(40);
             random_bytes(rng, len)
         }
         81..=100 => rng.below(100_000).to_string().into_bytes(),
@@ -175,7 +169,7 @@ fn valid_call(rng: &mut Rng) -> Vec<String> {
     };
     // Then up to two mutations: an argument replaced, dropped or added.
     for _ in 0..rng.below(3) {
-        let at = 1 + rng.below(words.len());
+        let at = 1 + rng.below_usize(words.len());
         match rng.below(3) {
             0 if at < words.len() => words[at] = String::from_utf8_lossy(&argument(rng)).into(),
             1 if at < words.len() => {
@@ -239,7 +233,7 @@ fn config_change(rng: &mut Rng) -> Vec<Vec<u8>> {
     let value = if rng.chance(80) {
         rng.pick(values).as_bytes().to_vec()
     } else {
-        let len = rng.below(30);
+        let len = rng.below_usize(30);
         random_bytes(rng, len)
     };
     vec![
@@ -273,7 +267,7 @@ fn write_bystanders(con: &mut Connection, rng: &mut Rng) -> Vec<String> {
     let mut keys = Vec::new();
     for n in 0..21 {
         let key = format!("{}{BYSTANDER}{n}", namespaces[n % namespaces.len()]);
-        let len = 1 + rng.below(50);
+        let len = 1 + rng.below_usize(50);
         let value = random_bytes(rng, len);
         let mut cmd = match n % 6 {
             0 => redis::cmd("SET"),

@@ -9,12 +9,6 @@
 //!
 //! `CRM_LOAD_CLIENTS` (default 50) and `CRM_LOAD_SECONDS` (default 5; `make reliability`
 //! runs 60) size the run; it prints throughput and p50/p99/p999 latencies.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 
@@ -67,12 +61,12 @@ const OPS: [Op; 6] = [
 ];
 
 fn meeting_set(rng: &mut Rng) -> redis::Cmd {
-    let id = 1 + rng.below(MEETINGS);
+    let id = 1 + rng.below_usize(MEETINGS);
     let mut cmd = redis::cmd("CRM.MEETING.SET");
     cmd.arg(INSTALLATION)
         .arg(id)
         .arg("clientid")
-        .arg(1 + rng.below(CLIENTS))
+        .arg(1 + rng.below_usize(CLIENTS))
         .arg("type")
         .arg(*rng.pick(&TYPES))
         .arg("status")
@@ -86,7 +80,7 @@ fn meeting_set(rng: &mut Rng) -> redis::Cmd {
 
 /// A write that bypasses the module, as an application's own code may send.
 fn raw_write(rng: &mut Rng) -> redis::Cmd {
-    let id = 1 + rng.below(MEETINGS);
+    let id = 1 + rng.below_usize(MEETINGS);
     match rng.below(5) {
         0 => {
             let mut cmd = redis::cmd(if rng.chance(50) { "SADD" } else { "SREM" });
@@ -103,7 +97,7 @@ fn raw_write(rng: &mut Rng) -> redis::Cmd {
             let mut cmd = redis::cmd("HSET");
             cmd.arg(format!("meeting:{id}"))
                 .arg("clientid")
-                .arg(1 + rng.below(CLIENTS));
+                .arg(1 + rng.below_usize(CLIENTS));
             cmd
         }
         3 => {
@@ -123,14 +117,14 @@ fn raw_write(rng: &mut Rng) -> redis::Cmd {
 
 fn clients_change(rng: &mut Rng) -> redis::Cmd {
     let mut cmd = redis::cmd(if rng.chance(50) { "SADD" } else { "SREM" });
-    cmd.arg(format!("clients_for_user:{}", 1 + rng.below(USERS)))
-        .arg(1 + rng.below(CLIENTS));
+    cmd.arg(format!("clients_for_user:{}", 1 + rng.below_usize(USERS)))
+        .arg(1 + rng.below_usize(CLIENTS));
     cmd
 }
 
 /// CRM.MEETINGS arguments and the reference script's arguments for one random query.
 fn random_query(rng: &mut Rng) -> (Vec<String>, Vec<String>) {
-    let user = (1 + rng.below(USERS)).to_string();
+    let user = (1 + rng.below_usize(USERS)).to_string();
     let mut filters = Vec::new();
     if rng.chance(70) {
         filters.push(("type".to_string(), rng.pick(&TYPES).to_string()));
@@ -228,7 +222,7 @@ fn client(port: u16, seed: u64, until: Instant, checked: &str, reference: &str) 
                 .unwrap(),
             Op::Delete => redis::cmd("CRM.MEETING.DEL")
                 .arg(INSTALLATION)
-                .arg(1 + rng.below(MEETINGS))
+                .arg(1 + rng.below_usize(MEETINGS))
                 .query::<i64>(&mut con)
                 .map(drop)
                 .unwrap(),
@@ -260,7 +254,7 @@ fn seed_installation(con: &mut Connection) {
                 cmd.arg(client);
             }
         }
-        cmd.arg(1 + rng.below(CLIENTS));
+        cmd.arg(1 + rng.below_usize(CLIENTS));
         pipe.add_command(cmd).ignore();
     }
     for _ in 0..MEETINGS {

@@ -1,11 +1,5 @@
 //! The write commands propagate their effects: a replica and a restart from the AOF or the
 //! RDB hold exactly the primary's keys and answer every query the same; CRM.CHECK is clean.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,11 +1,5 @@
 //! README's quickstart shows exactly what `make run` prints after the build
 //! (scripts/demo.sh against a server with the module).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,10 +1,4 @@
 //! The seed's example (crm-poc.txt) through CRM.MEETINGS on a real server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,12 +1,6 @@
 //! CRM.MEETING.SET / CRM.MEETING.DEL keep the hash, the value sets, the sort index and the
 //! installation's set consistent; CRM.CHECK finds drift that raw writes inject and
 //! CRM.REPAIR mends it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -1,12 +1,7 @@
 //! Shared test helpers: a real server with the module loaded on a free loopback port
 //! (stopped on drop), reply decoding, and the Lua reference script.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Each test file uses a part of the helpers.
+#![allow(dead_code)]
 
 pub mod dataset;
 pub mod model;
@@ -221,9 +216,21 @@ pub fn keyspace_state(con: &mut Connection) -> (i64, String) {
     (size, digest)
 }
 
+/// The data generator, a binary of the workspace (`tools/crm-load`): its release build,
+/// next to the module's.
+pub fn loader_path() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/crm-load");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release -p crm-load` (or `make test`)",
+        path.display()
+    );
+    path
+}
+
 /// Runs the crm-load binary against `server`.
 pub fn crm_load(server: &Server, args: &[&str]) {
-    let status = Command::new(env!("CARGO_BIN_EXE_crm-load"))
+    let status = Command::new(loader_path())
         .arg("--port")
         .arg(server.port.to_string())
         .args(args)

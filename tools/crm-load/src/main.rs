@@ -1,7 +1,7 @@
 //! crm-load: writes a realistic CRM installation through CRM.MEETING.SET, pipelined.
 //!
 //! ```text
-//! cargo run --release --bin crm-load -- --meetings 100000 [--port 6379] [--host 127.0.0.1]
+//! cargo run --release -p crm-load -- --meetings 100000 [--port 6379] [--host 127.0.0.1]
 //!     [--installation 10] [--neighbours 3] [--users 200] [--user-prefix P] [--seed 1]
 //!     [--batch 1000] [--unix-dates]
 //! ```
@@ -14,6 +14,9 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Instant;
+
+// splitmix64, shared with the tests: the same data for the same seed on every machine.
+use seeded::Rng;
 
 const TYPES: [(&str, u64); 5] = [
     ("email", 40),
@@ -95,29 +98,12 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// splitmix64: the same data for the same seed on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn load(options: &Options) -> Result<(), String> {
     let url = format!("redis://{}:{}/", options.host, options.port);
     let mut con = redis::Client::open(url.as_str())
         .and_then(|client| client.get_connection())
         .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    let mut rng = Rng(options.seed);
+    let mut rng = Rng::new(options.seed);
     let clients = (options.meetings / 10).max(1);
     let started = Instant::now();
 

@@ -1,12 +1,6 @@
 //! `used_memory` comes back to its baseline after many queries: the module keeps nothing
 //! per call. The calls mix pages, filters, JSON, RETURN, EXPLAIN, errors and CRM.CHECK.
 //! `CRM_MEMORY_QUERIES` sets the count (default 50,000; `make reliability` runs 1,000,000).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 mod common;
 
