@@ -125,6 +125,11 @@ pub static SORT_FIELDS: TextSetting<Vec<Bytes>> =
 pub static INDEX_PLAN: TextSetting<PlanSetting> =
     TextSetting::new("index-plan", "auto", parse_plan_setting);
 
+/// The names of the numeric and yes/no settings (without `crm.`).
+const MAX_PAGE_NAME: &str = "max-page";
+const INDEX_NAME: &str = "index";
+const INDEX_MAX_MEMORY_NAME: &str = "index-max-memory";
+
 /// `crm.index`: whether queries are answered from the in-memory index.
 pub static INDEX: AtomicBool = AtomicBool::new(true);
 /// `crm.index-max-memory`: the bytes all indexes may hold together; an installation whose
@@ -175,7 +180,7 @@ pub fn release() {
 pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     register_i64_configuration(
         ctx,
-        "max-page",
+        MAX_PAGE_NAME,
         &MAX_PAGE,
         DEFAULT_MAX_PAGE,
         1,
@@ -213,7 +218,7 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     );
     register_bool_configuration(
         ctx,
-        "index",
+        INDEX_NAME,
         &INDEX,
         true,
         ConfigurationFlags::DEFAULT,
@@ -221,7 +226,7 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     );
     register_i64_configuration(
         ctx,
-        "index-max-memory",
+        INDEX_MAX_MEMORY_NAME,
         &INDEX_MAX_MEMORY,
         DEFAULT_INDEX_MAX_MEMORY,
         0,
@@ -241,7 +246,7 @@ fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
             return Err("arguments must be name value pairs".to_string());
         };
         let name = name.to_string_lossy();
-        if name == "max-page" {
+        if name == MAX_PAGE_NAME {
             let page = value
                 .parse_integer()
                 .ok()
@@ -250,7 +255,7 @@ fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
             MAX_PAGE.store(page, Ordering::Relaxed);
             continue;
         }
-        if name == "index" {
+        if name == INDEX_NAME {
             let on = match value.to_string_lossy().to_ascii_lowercase().as_str() {
                 "yes" => true,
                 "no" => false,
@@ -259,7 +264,7 @@ fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
             INDEX.store(on, Ordering::Relaxed);
             continue;
         }
-        if name == "index-max-memory" {
+        if name == INDEX_MAX_MEMORY_NAME {
             let bytes = value
                 .parse_integer()
                 .ok()

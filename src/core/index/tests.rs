@@ -10,22 +10,13 @@ use crate::core::keyspace_path::execute;
 use crate::core::query::parse_query;
 use crate::core::trace::Trace;
 use crate::core::types::Effect;
+use seeded::Rng;
 
 type TestIndex = Index<InMemoryCursor>;
 
-/// A small deterministic generator (xorshift), so every failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-    fn text(&mut self, prefix: &str, n: u64) -> String {
-        format!("{prefix}{}", self.below(n))
-    }
+/// A random name: `prefix` and a number below `n`.
+fn text(rng: &mut Rng, prefix: &str, n: u64) -> String {
+    format!("{prefix}{}", rng.below(n))
 }
 
 const TYPES: [&str; 3] = ["email", "sms", "call"];
@@ -42,7 +33,7 @@ fn random_store(rng: &mut Rng, meetings: u64) -> InMemoryStore {
         write_meeting(&mut store, rng, &id);
     }
     for user in 0..6 {
-        let clients: Vec<String> = (0..rng.below(12)).map(|_| rng.text("", 20)).collect();
+        let clients: Vec<String> = (0..rng.below(12)).map(|_| text(rng, "", 20)).collect();
         let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
         store.clients(&user.to_string(), &clients);
     }
@@ -73,7 +64,7 @@ fn write_meeting(store: &mut InMemoryStore, rng: &mut Rng, id: &str) {
         }
         1 => store.meeting(id, &[("details", "{}")]),
         _ => {
-            let client = rng.text("", 20);
+            let client = text(rng, "", 20);
             store.meeting(id, &[("clientid", &client), ("details", id)]);
         }
     }
@@ -102,7 +93,7 @@ fn write_meeting(store: &mut InMemoryStore, rng: &mut Rng, id: &str) {
 }
 
 fn random_query(rng: &mut Rng) -> Query {
-    let mut words = vec!["10".to_string(), rng.text("", 6)];
+    let mut words = vec!["10".to_string(), text(rng, "", 6)];
     for _ in 0..rng.below(3) {
         let (field, values) = if rng.below(2) == 0 {
             ("type", &TYPES[..])
@@ -171,7 +162,7 @@ fn random_change(
     raw_percent: u64,
 ) {
     let id = if rng.below(5) == 0 {
-        rng.text("new", 1000)
+        text(rng, "new", 1000)
     } else {
         rng.below(80).to_string()
     };
@@ -193,7 +184,7 @@ fn random_change(
         }
         // A CRM write: the effects, applied directly.
         1 => {
-            let client = rng.text("", 20);
+            let client = text(rng, "", 20);
             store.meeting(&id, &[("clientid", &client), ("details", "{}")]);
             let value = TYPES[rng.below(3) as usize];
             let key = (b"10".to_vec(), b"type".to_vec(), value.as_bytes().to_vec());
@@ -219,8 +210,8 @@ fn random_change(
         }
         // A user's clients change.
         2 => {
-            let user = rng.text("", 6);
-            let client = rng.text("", 20);
+            let user = text(rng, "", 6);
+            let client = text(rng, "", 20);
             store
                 .user_clients
                 .entry(user.as_bytes().to_vec())
@@ -256,7 +247,7 @@ fn random_change(
 #[test]
 fn every_plan_answers_as_the_keyspace_path() {
     for seed in 1..=20 {
-        let mut rng = Rng(seed * 7919);
+        let mut rng = Rng::new(seed * 7919);
         let store = random_store(&mut rng, 60 + seed * 10);
         let mut index = Index::new(b"10".to_vec());
         for step in 0..40 {
@@ -269,7 +260,7 @@ fn every_plan_answers_as_the_keyspace_path() {
 #[test]
 fn changes_are_followed_when_reported() {
     for seed in 1..=10 {
-        let mut rng = Rng(seed * 104_729);
+        let mut rng = Rng::new(seed * 104_729);
         let mut store = random_store(&mut rng, 80);
         let mut index = Index::new(b"10".to_vec());
         let queries: Vec<Query> = (0..6).map(|_| random_query(&mut rng)).collect();
@@ -288,7 +279,7 @@ fn changes_are_followed_when_reported() {
 #[test]
 fn changes_during_a_sliced_load_are_kept() {
     for seed in 1..=12 {
-        let mut rng = Rng(seed * 31_337);
+        let mut rng = Rng::new(seed * 31_337);
         let mut store = random_store(&mut rng, 120);
         store.scan_step = 3;
         let mut index = Index::new(b"10".to_vec());
@@ -311,7 +302,7 @@ fn changes_during_a_sliced_load_are_kept() {
 
 #[test]
 fn a_row_changed_unreported_fails_the_page_check() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let mut store = random_store(&mut rng, 50);
     store.clients(
         "9",
