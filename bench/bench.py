@@ -343,6 +343,27 @@ def plan_of(client, q):
     return "client-first" if "visible meetings first" in str(steps.get("plan", "")) else "filter-first"
 
 
+TIES = [("1 value", 1), ("5 values", 5), ("1,000 values", 1000), ("all distinct", 0)]
+
+
+def run_ties(n, results):
+    """Building the index of n meetings whose dates take 1, 5, 1,000 or all distinct values
+    (Redis 8.2, a fresh server each): the build's time and the longest hold of the server."""
+    log(f"== ties at N = {n}")
+    rows = []
+    for name, values in TIES:
+        server = RedisServer("redis8", os.environ["REDIS8"], [MODULE])
+        try:
+            subprocess.run([LOADER, "--port", str(server.port), "--meetings", str(n), "--neighbours", "0",
+                            "--unix-dates", "--distinct-dates", str(values)], check=True, stdout=subprocess.DEVNULL)
+            figures = warm_index(server, queries(0)[:1])
+            rows.append({"dates": name, "build_ms": int(figures["last_build_ms"]),
+                         "longest_hold_us": int(figures["longest_hold_us"])})
+        finally:
+            server.stop()
+    results["ties"] = {"n": n, "rows": rows}
+
+
 def run_size(n, servers, pg, smoke, results):
     log(f"== N = {n}")
     main = servers[0]
@@ -500,6 +521,19 @@ def write_results(results, out):
             lines.append(f"| {s['version']} | {m['keys_before']:,} | {m['keys_after']:,} | {m['used_memory_before']:,} |"
                          f" {m['used_memory_after']:,} | {index} |")
         lines.append("")
+    ties = results.get("ties")
+    if ties:
+        rows = ties["rows"]
+        distinct = next((row for row in rows if row["dates"] == "all distinct"), None)
+        lines += [f"## Ties: building {ties['n']:,} meetings whose dates take few values", "",
+                  "`crm-load --meetings N --neighbours 0 --unix-dates --distinct-dates K`, one query, the index's"
+                  " build (INFO crm, Redis 8.2, a fresh server each). Goals (issue 18): 5 values within 1.5"
+                  " times the all-distinct build, no hold over 5 ms.", "",
+                  "| dates | build | × all distinct | longest hold |", "|---|---|---|---|"]
+        for row in rows:
+            ratio = f"{row['build_ms'] / distinct['build_ms']:.2f}×" if distinct and distinct["build_ms"] else "—"
+            lines.append(f"| {row['dates']} | {row['build_ms']:,} ms | {ratio} | {row['longest_hold_us']:,} µs |")
+        lines.append("")
     lines += ["![server time against N](server-time.png)", ""]
     with open(os.path.join(out, "RESULTS.md"), "w") as f:
         f.write("\n".join(lines))
@@ -565,6 +599,8 @@ def main():
             run_size(n, servers, pg, args.smoke, results)
             # Written after every size, so a long run that fails late keeps what it measured.
             write_results(results, args.out)
+        run_ties(max(sizes), results)
+        write_results(results, args.out)
     finally:
         for server in servers:
             server.stop()

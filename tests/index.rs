@@ -1,6 +1,8 @@
 //! The in-memory index is exact under change: random interleavings (fixed seeds) of CRM
-//! writes, raw writes to every kind of key the templates name, DEL/UNLINK/EXPIRE/RENAME,
-//! wrong types, FLUSHALL, SWAPDB, DEBUG RELOAD and a replica's full resync. After every step,
+//! writes, raw writes to every kind of key the templates name (field names and values
+//! holding the templates' separators, so that two parts share a key), hash-field TTLs where
+//! the server has them, DEL/UNLINK/EXPIRE/RENAME, wrong types, FLUSHALL, SWAPDB, DEBUG
+//! RELOAD and a replica's full resync. After every step,
 //! each query answers the same under every plan (`crm.index-plan` auto, filter-first,
 //! client-first, sort-walk), on the keyspace path, and from the Lua reference; INFO proves
 //! the index answered. A replica is compared the same way.
@@ -153,6 +155,10 @@ fn queries(data: &Dataset, rng: &mut Rng) -> Vec<Query> {
             if query.count > 20 {
                 query.count = 20;
             }
+            // Field `type:x` value `y` names the key of field `type` value `x:y`.
+            if rng.chance(25) {
+                query.filters.push(("type:x".into(), "y".into()));
+            }
             query
         })
         .collect()
@@ -172,7 +178,7 @@ fn random_step(
         rng.pick(&["0", "-3", "007", "a1", "B"]).to_string()
     };
     let (field, values) = *rng.pick(&FIELDS);
-    let value = *rng.pick(values);
+    let value = colliding_value(rng, field, values);
     let value_key = format!("meeting_{field}:{value}_ins_{ins}");
     let meeting_key = format!("meeting:{id}");
     let user = *rng.pick(&USERS);
@@ -198,7 +204,7 @@ fn random_step(
             }
             for (field, values) in FIELDS {
                 if rng.chance(60) {
-                    cmd.arg(field).arg(*rng.pick(values));
+                    cmd.arg(field).arg(colliding_value(rng, field, values));
                 }
             }
             if rng.chance(70) {
@@ -295,10 +301,25 @@ fn random_step(
             cmd.arg(&any_key).arg(target);
             "RENAME"
         }
-        870..=899 => {
+        870..=884 => {
             cmd = redis::cmd("PERSIST");
             cmd.arg(&any_key);
             "PERSIST"
+        }
+        885..=899 => {
+            // A TTL on the client field (Redis 7.4 and later; an unknown command elsewhere):
+            // past it the field reads as missing, deleted or not.
+            let millis = *rng.pick(&[1, 1, 100_000]);
+            cmd = redis::cmd("HPEXPIRE");
+            cmd.arg(&meeting_key)
+                .arg(millis)
+                .arg("FIELDS")
+                .arg(1)
+                .arg("clientid");
+            let _: redis::RedisResult<Value> = cmd.query(con);
+            std::thread::sleep(Duration::from_millis(2));
+            cmd = redis::cmd("PING");
+            "HPEXPIRE clientid"
         }
         900..=919 => {
             // A key of the wrong type: every path must answer the same error.
@@ -335,6 +356,16 @@ fn random_step(
     // Errors (RENAME of a missing key, a write to a key of the wrong type) are part of it.
     let _: redis::RedisResult<Value> = cmd.query(con);
     format!("{step} ({roll})")
+}
+
+/// A value of `field`; for `type`, sometimes `x:y`, whose set is also field `type:x`'s
+/// value `y` (the queries ask for it), or one holding the installation separator.
+fn colliding_value(rng: &mut Rng, field: &str, values: &[&'static str]) -> &'static str {
+    match (field, rng.below(10)) {
+        ("type", 0) => "x:y",
+        ("type", 1) => "y_ins_42",
+        _ => *rng.pick(values),
+    }
 }
 
 /// Writes `db1` into database 1 (for SWAPDB), leaving database 0 selected.
@@ -477,5 +508,186 @@ fn a_template_with_id_twice_takes_the_keyspace_path() {
             "keyspace path: crm.meeting-key or crm.sort-member holds <id> more than once"
         ),
         "{text}"
+    );
+}
+
+/// Runs raw commands (each a whitespace-separated line), then asserts that every plan
+/// answers `query` as the keyspace path does; returns the keyspace path's answer.
+fn after(con: &mut Connection, commands: &[&str], query: &str) -> Result<Answer, String> {
+    for command in commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let _: Value = redis::cmd(words[0])
+            .arg(&words[1..])
+            .query(con)
+            .unwrap_or_else(|error| panic!("{command}: {error}"));
+    }
+    let words: Vec<&str> = query.split_whitespace().collect();
+    let mut pipe = redis::pipe();
+    pipe.cmd("MULTI");
+    for plan in INDEX_PLANS.iter().chain(&["keyspace"]) {
+        pipe.cmd("CONFIG").arg(&["SET", "crm.index-plan", plan]);
+        pipe.cmd("CRM.MEETINGS").arg(&words);
+    }
+    pipe.cmd("CONFIG").arg(&["SET", "crm.index-plan", "auto"]);
+    pipe.cmd("EXEC");
+    let queued = 2 * (INDEX_PLANS.len() + 1) + 1;
+    let mut replies = con
+        .req_packed_commands(&pipe.get_packed_pipeline(), 0, queued + 2)
+        .unwrap();
+    let Some(Value::Array(replies)) = replies.pop() else {
+        panic!("EXEC failed")
+    };
+    let all: Vec<Result<Answer, String>> = replies
+        .into_iter()
+        .skip(1)
+        .step_by(2)
+        .map(|reply| match reply {
+            Value::ServerError(error) => Err(error.code().to_string()),
+            other => Ok(decode(other)),
+        })
+        .collect();
+    let keyspace = all[INDEX_PLANS.len()].clone();
+    for (plan, answer) in INDEX_PLANS.iter().zip(&all) {
+        assert_eq!(answer, &keyspace, "{commands:?} then {query}: plan {plan}");
+    }
+    keyspace
+}
+
+fn total(answer: &Result<Answer, String>) -> i64 {
+    answer.as_ref().map(|answer| answer.total).unwrap()
+}
+
+/// Field `type:x` value `y` and field `type` value `x:y` name one key. A CRM write updates
+/// the part it knows (`type`, `x:y`) directly; the other part of that key must be read again.
+#[test]
+fn a_crm_write_to_a_key_two_parts_share_reaches_both() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let query = "10 u FILTER type:x y";
+    let setup = [
+        "SADD clients_for_user:u 1",
+        "CRM.MEETING.SET 10 1 clientid 1 date 100",
+    ];
+    assert_eq!(total(&after(&mut con, &setup, query)), 0);
+    let before = index_answers(&mut con);
+    let written = after(
+        &mut con,
+        &["CRM.MEETING.SET 10 2 clientid 1 type x:y date 200"],
+        query,
+    );
+    assert_eq!(total(&written), 1);
+    assert_eq!(written.unwrap().ids(), ["2"]);
+    assert_eq!(index_answers(&mut con) - before, INDEX_PLANS.len() as u64);
+    // And back: the write moves it out of (type, x:y), so out of (type:x, y) too.
+    let moved = after(&mut con, &["CRM.MEETING.SET 10 2 type email"], query);
+    assert_eq!(total(&moved), 0);
+}
+
+/// Templates may give the installation's set and a meeting's hash one name
+/// (`crm.meetings-key meeting:<installation>` and `crm.meeting-key meeting:<id>`): a change
+/// to that key is followed in both roles.
+#[test]
+fn a_key_both_a_watched_set_and_a_meeting_hash() {
+    let server = Server::start();
+    let mut con = server.connect();
+    redis::cmd("CONFIG")
+        .arg(&["SET", "crm.meetings-key", "meeting:<installation>"])
+        .query::<()>(&mut con)
+        .unwrap();
+    let setup = [
+        "SADD clients_for_user:u 1",
+        "HSET meeting:1 clientid 1",
+        "HSET meeting:2 clientid 1",
+        "SADD meeting:10 1 2",
+        "SADD meeting_type:email_ins_10 1 2",
+        "ZADD meeting_date 1 meeting:1 2 meeting:2",
+    ];
+    assert_eq!(total(&after(&mut con, &setup, "10 u")), 2);
+    assert_eq!(total(&after(&mut con, &[], "10 u FILTER type email")), 2);
+    // Meeting 10's hash replaces the installation's set of the same name.
+    let replaced = [
+        "DEL meeting:10",
+        "HSET meeting:10 clientid 1",
+        "SADD meeting_type:email_ins_10 10",
+        "ZADD meeting_date 3 meeting:10",
+    ];
+    assert_eq!(
+        after(&mut con, &replaced, "10 u"),
+        Err("WRONGTYPE".to_string())
+    );
+    assert_eq!(total(&after(&mut con, &[], "10 u FILTER type email")), 3);
+    // Meeting 10 (the latest) is off the first page: only the total tells.
+    let moved = ["HSET meeting:10 clientid 2"];
+    let first = "10 u FILTER type email LIMIT 0 1";
+    assert_eq!(total(&after(&mut con, &moved, first)), 2);
+}
+
+/// A TTL on a meeting's client field (HPEXPIRE, where the server has it): once it passes,
+/// the meeting is no longer visible, whether or not the server has deleted the field yet.
+#[test]
+fn a_client_field_with_a_ttl_is_followed() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let supported: Value = redis::cmd("COMMAND")
+        .arg(&["INFO", "hpexpire"])
+        .query(&mut con)
+        .unwrap();
+    if matches!(&supported, Value::Array(entries) if entries.iter().all(|e| *e == Value::Nil)) {
+        eprintln!("no hash-field TTLs on this server: skipped");
+        return;
+    }
+    redis::cmd("DEBUG")
+        .arg(&["SET-ACTIVE-EXPIRE", "0"])
+        .query::<()>(&mut con)
+        .unwrap();
+    let setup = [
+        "SADD clients_for_user:u 1",
+        "CRM.MEETING.SET 10 1 clientid 1 type email date 100",
+        "CRM.MEETING.SET 10 2 clientid 1 type email date 200",
+        "CRM.MEETING.SET 10 3 clientid 1 type email date 300",
+    ];
+    let query = "10 u FILTER type email";
+    assert_eq!(total(&after(&mut con, &setup, query)), 3);
+    let before = index_answers(&mut con);
+    let expiring = ["HPEXPIRE meeting:2 100 FIELDS 1 clientid"];
+    assert_eq!(total(&after(&mut con, &expiring, query)), 3);
+    std::thread::sleep(Duration::from_millis(250));
+    let expired = after(&mut con, &[], query).unwrap();
+    assert_eq!(expired.total, 2);
+    assert!(!expired.ids().contains(&"2".to_string()));
+    assert_eq!(
+        index_answers(&mut con) - before,
+        2 * INDEX_PLANS.len() as u64
+    );
+}
+
+/// A key replaced without a notification (VADD, where the server has vector sets): the
+/// index checks the type of the keys a query names, as the keyspace path does.
+#[test]
+fn a_watched_key_replaced_without_a_notification() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let supported: Value = redis::cmd("COMMAND")
+        .arg(&["INFO", "vadd"])
+        .query(&mut con)
+        .unwrap();
+    if matches!(&supported, Value::Array(entries) if entries.iter().all(|e| *e == Value::Nil)) {
+        eprintln!("no vector sets on this server: skipped");
+        return;
+    }
+    let setup = [
+        "SADD clients_for_user:u 1",
+        "CRM.MEETING.SET 10 1 clientid 1 type email date 100",
+    ];
+    let query = "10 u FILTER type email";
+    assert_eq!(total(&after(&mut con, &setup, query)), 1);
+    assert_eq!(
+        total(&after(&mut con, &["DEL meeting_type:email_ins_10"], query)),
+        0
+    );
+    let replaced = ["VADD meeting_type:email_ins_10 VALUES 2 1 1 x"];
+    assert_eq!(
+        after(&mut con, &replaced, query),
+        Err("WRONGTYPE".to_string())
     );
 }

@@ -9,14 +9,34 @@ use roaring::RoaringBitmap;
 
 use super::dense::bitmap_bytes;
 
-/// A bucket holding more meetings than this is split at its median score.
+/// A bucket of several keys holding more meetings than this is split at its median key.
 const SPLIT_ABOVE: u64 = 4096;
 
 /// Meetings by score range: a meeting with order key `k` (see `index::order_key`) is in the
 /// bucket with the greatest lower bound not above `k`.
 #[derive(Debug, Default)]
 pub struct Buckets {
-    ranges: BTreeMap<u64, RoaringBitmap>,
+    ranges: BTreeMap<u64, Range>,
+}
+
+/// One bucket: its meetings, and their one key once a split found them all equal. A bucket
+/// of one key is never sorted or split again, whatever its size (many meetings on one date
+/// are ordinary data): a meeting with another key starts a bucket of its own.
+#[derive(Debug, Default)]
+struct Range {
+    members: RoaringBitmap,
+    only_key: Option<u64>,
+}
+
+impl Range {
+    fn of(ordinal: u32) -> Range {
+        let mut members = RoaringBitmap::new();
+        members.insert(ordinal);
+        Range {
+            members,
+            only_key: None,
+        }
+    }
 }
 
 impl Buckets {
@@ -33,42 +53,75 @@ impl Buckets {
     }
 
     /// Adds a meeting; `key_of` gives the order key of any meeting already in (to split).
+    /// Amortised O(log n): a split sorts at most [`SPLIT_ABOVE`] keys and halves a bucket,
+    /// and a bucket of one key is never split.
     pub fn insert(&mut self, key: u64, ordinal: u32, key_of: impl Fn(u32) -> u64) {
-        let bound = match self.ranges.range(..=key).next_back() {
-            Some((&bound, _)) => bound,
-            None => {
-                // Below every bound: the first bucket now starts at `key`.
-                let first = self.ranges.pop_first().map(|(_, bitmap)| bitmap);
-                self.ranges.insert(key, first.unwrap_or_default());
-                key
+        let Some((&bound, range)) = self.ranges.range_mut(..=key).next_back() else {
+            // Below every bound: the first bucket starts lower, unless it holds one key.
+            let first = self.ranges.first_entry();
+            match first {
+                Some(first) if first.get().only_key.is_none() => {
+                    let mut range = first.remove();
+                    range.members.insert(ordinal);
+                    self.ranges.insert(key, range);
+                    self.split_if_full(key, key_of);
+                }
+                _ => {
+                    self.ranges.insert(key, Range::of(ordinal));
+                }
             }
-        };
-        let Some(bucket) = self.ranges.get_mut(&bound) else {
             return;
         };
-        bucket.insert(ordinal);
-        if bucket.len() > SPLIT_ABOVE {
-            self.split(bound, key_of);
+        match range.only_key {
+            None => {
+                range.members.insert(ordinal);
+                self.split_if_full(bound, key_of);
+            }
+            Some(only) if only == key => {
+                range.members.insert(ordinal);
+            }
+            // Above the bucket's one key: a bucket of its own from `key` up.
+            Some(only) if key > only => {
+                self.ranges.insert(key, Range::of(ordinal));
+            }
+            // Between the bound and the bucket's one key: that bucket now starts at its key,
+            // and `key` takes the bound.
+            Some(only) => {
+                if let Some(single) = self.ranges.remove(&bound) {
+                    self.ranges.insert(only, single);
+                }
+                self.ranges.insert(bound, Range::of(ordinal));
+            }
         }
     }
 
     pub fn remove(&mut self, key: u64, ordinal: u32) {
-        let Some((&bound, bucket)) = self.ranges.range_mut(..=key).next_back() else {
+        let Some((&bound, range)) = self.ranges.range_mut(..=key).next_back() else {
             return;
         };
-        bucket.remove(ordinal);
-        if bucket.is_empty() {
+        range.members.remove(ordinal);
+        if range.members.is_empty() {
             self.ranges.remove(&bound);
         }
     }
 
+    fn split_if_full(&mut self, bound: u64, key_of: impl Fn(u32) -> u64) {
+        if self
+            .ranges
+            .get(&bound)
+            .is_some_and(|range| range.members.len() > SPLIT_ABOVE)
+        {
+            self.split(bound, key_of);
+        }
+    }
+
     /// Moves the upper half of a bucket (by key) into a bucket of its own. Equal keys stay
-    /// together, so a bucket of one key only is never split.
+    /// together: a bucket of one key only is marked as such instead.
     fn split(&mut self, bound: u64, key_of: impl Fn(u32) -> u64) {
-        let Some(bucket) = self.ranges.get_mut(&bound) else {
+        let Some(range) = self.ranges.get_mut(&bound) else {
             return;
         };
-        let mut keys: Vec<u64> = bucket.iter().map(&key_of).collect();
+        let mut keys: Vec<u64> = range.members.iter().map(&key_of).collect();
         keys.sort_unstable();
         let middle = keys.get(keys.len() / 2).copied().unwrap_or(bound);
         let lowest = keys.first().copied().unwrap_or(bound);
@@ -79,20 +132,34 @@ impl Buckets {
         } else {
             match keys.iter().find(|&&k| k > lowest) {
                 Some(&k) => k,
-                None => return,
+                None => {
+                    range.only_key = Some(lowest);
+                    return;
+                }
             }
         };
-        let upper: RoaringBitmap = bucket.iter().filter(|&o| key_of(o) >= split_at).collect();
-        *bucket -= &upper;
-        self.ranges.insert(split_at, upper);
+        let upper: RoaringBitmap = range
+            .members
+            .iter()
+            .filter(|&o| key_of(o) >= split_at)
+            .collect();
+        range.members -= &upper;
+        self.ranges.insert(
+            split_at,
+            Range {
+                members: upper,
+                only_key: None,
+            },
+        );
     }
 
     /// The buckets from the lowest scores up, or from the highest down.
     pub fn in_order(&self, descending: bool) -> Box<dyn Iterator<Item = &RoaringBitmap> + '_> {
+        let ranges = self.ranges.values();
         if descending {
-            Box::new(self.ranges.values().rev())
+            Box::new(ranges.rev().map(|range| &range.members))
         } else {
-            Box::new(self.ranges.values())
+            Box::new(ranges.map(|range| &range.members))
         }
     }
 
@@ -100,7 +167,7 @@ impl Buckets {
     pub fn bytes(&self) -> usize {
         self.ranges
             .values()
-            .map(|bitmap| bitmap_bytes(bitmap) + 48)
+            .map(|range| bitmap_bytes(&range.members) + 56)
             .sum()
     }
 }
@@ -133,6 +200,66 @@ mod tests {
             buckets.remove(key_of(ordinal), ordinal);
         }
         assert_eq!(buckets.len(), 0);
+    }
+
+    /// Checks the partition: in order, every key of a bucket is below every key of the next.
+    fn assert_partitioned(buckets: &Buckets, key_of: impl Fn(u32) -> u64, meetings: u64) {
+        let mut previous_max = None;
+        let mut count = 0;
+        for bucket in buckets.in_order(false) {
+            let keys: Vec<u64> = bucket.iter().map(&key_of).collect();
+            let (low, high) = (*keys.iter().min().unwrap(), *keys.iter().max().unwrap());
+            assert!(previous_max.is_none_or(|max| max < low));
+            previous_max = Some(high);
+            count += bucket.len();
+        }
+        assert_eq!(count, meetings);
+    }
+
+    /// 1,000,000 meetings on one key, on five keys, and on one key with a few others
+    /// arriving below, between and above it: the partition holds, and the work (keys read
+    /// for sorting, counted through `key_of`) stays linear in the meetings.
+    #[test]
+    fn heavy_ties_build_in_linear_work() {
+        const MEETINGS: u32 = 1_000_000;
+        type KeyOf = fn(u32) -> u64;
+        let distributions: [(&str, KeyOf); 3] = [
+            ("all equal", |_| 42),
+            ("five values", |o| u64::from(o % 5) * 1_000),
+            ("one value, a few others", |o| match o % 100_000 {
+                7 => 1,
+                8 => 50,
+                9 => 9_000,
+                _ => 42,
+            }),
+        ];
+        for (name, key) in distributions {
+            let reads = std::cell::Cell::new(0u64);
+            let key_of = |o: u32| {
+                reads.set(reads.get() + 1);
+                key(o)
+            };
+            let mut buckets = Buckets::default();
+            for ordinal in 0..MEETINGS {
+                buckets.insert(key(ordinal), ordinal, key_of);
+                // Checked as it goes, so that quadratic work fails fast.
+                if ordinal % 8_192 == 0 {
+                    let inserted = u64::from(ordinal) + 1;
+                    assert!(
+                        reads.get() <= 4 * inserted,
+                        "{name}: {} keys read",
+                        reads.get()
+                    );
+                }
+            }
+            assert!(buckets.len() <= 16, "{name}: {} buckets", buckets.len());
+            assert_partitioned(&buckets, key, u64::from(MEETINGS));
+            // Removing and adding again at another key moves the meeting.
+            buckets.remove(key(5), 5);
+            buckets.insert(0, 5, |o| if o == 5 { 0 } else { key(o) });
+            let first = buckets.in_order(false).next().unwrap();
+            assert!(first.contains(5), "{name}");
+        }
     }
 
     #[test]

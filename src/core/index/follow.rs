@@ -46,32 +46,26 @@ impl<C> Index<C> {
         self.visible.clear();
     }
 
-    /// Applies a CRM write that has been applied to the keyspace.
+    /// Applies a CRM write that has been applied to the keyspace: each part an effect names
+    /// (see [`part_written`]) is updated; the meeting's row is read again (HSET merges into
+    /// what is stored).
     pub fn apply_write(&mut self, id: &[u8], effects: &[Effect]) -> Result<(), CrmError> {
         let ordinal = self.ordinal(id)?;
         self.rows_pending.insert(ordinal);
         for effect in effects {
-            match effect {
-                Effect::AddToValueSet { field, value } => self.set_membership(
-                    &SetName::Value(field.clone(), value.clone()),
-                    ordinal,
-                    true,
-                ),
-                Effect::RemoveFromValueSet { field, value } => self.set_membership(
-                    &SetName::Value(field.clone(), value.clone()),
-                    ordinal,
-                    false,
-                ),
-                Effect::AddToMeetingsSet => self.set_membership(&SetName::Meetings, ordinal, true),
-                Effect::RemoveFromMeetingsSet => {
-                    self.set_membership(&SetName::Meetings, ordinal, false)
+            let Some(part) = part_written(effect) else {
+                continue;
+            };
+            match (part, effect) {
+                (Part::Set(name), Effect::AddToValueSet { .. } | Effect::AddToMeetingsSet) => {
+                    self.set_membership(&name, ordinal, true)
                 }
-                Effect::SetSortScore { field, score } => {
-                    self.sort_membership(field, ordinal, Some(*score))
+                (Part::Set(name), _) => self.set_membership(&name, ordinal, false),
+                (Part::Sort(field), Effect::SetSortScore { score, .. }) => {
+                    self.sort_membership(&field, ordinal, Some(*score))
                 }
-                Effect::RemoveSortScore { field } => self.sort_membership(field, ordinal, None),
-                // The row is read again (pending above): HSET merges into what is stored.
-                Effect::WriteHash(_) | Effect::DeleteHash => {}
+                (Part::Sort(field), _) => self.sort_membership(&field, ordinal, None),
+                (Part::Clients(_), _) => {}
             }
         }
         Ok(())
@@ -156,5 +150,22 @@ pub(super) fn set_score(part: &mut SortData, ordinal: u32, score: Option<f64>) {
         let key_of = |o: u32| scores.get(o as usize).map_or(0, |&s| order_key(s));
         part.order.insert(order_key(score), ordinal, key_of);
         part.scored.insert(ordinal);
+    }
+}
+
+/// The part an effect changes, which [`Index::apply_write`] updates directly; `None` for
+/// the meeting's hash (its row is read again).
+pub fn part_written(effect: &Effect) -> Option<Part> {
+    match effect {
+        Effect::AddToValueSet { field, value } | Effect::RemoveFromValueSet { field, value } => {
+            Some(Part::Set(SetName::Value(field.clone(), value.clone())))
+        }
+        Effect::AddToMeetingsSet | Effect::RemoveFromMeetingsSet => {
+            Some(Part::Set(SetName::Meetings))
+        }
+        Effect::SetSortScore { field, .. } | Effect::RemoveSortScore { field } => {
+            Some(Part::Sort(field.clone()))
+        }
+        Effect::WriteHash(_) | Effect::DeleteHash => None,
     }
 }

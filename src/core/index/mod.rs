@@ -14,7 +14,7 @@
 //!   waits to be read; the page is checked against the keyspace before it is returned.
 
 pub mod answer;
-mod follow;
+pub mod follow;
 mod load;
 pub mod plan;
 #[cfg(test)]

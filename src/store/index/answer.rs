@@ -16,8 +16,9 @@ use crate::core::query::Query;
 use crate::core::trace::Trace;
 use crate::core::types::{Bytes, SetRef};
 use crate::error::CrmError;
+use crate::error::KeyKind;
 use crate::ffi::selected_db;
-use crate::store::access::{may_read_every_key, Need};
+use crate::store::access::may_read_every_key;
 use crate::store::keys::{KeyRole, Placeholder, Template};
 use crate::store::keyspace::KeyspaceStore;
 
@@ -41,11 +42,22 @@ pub fn try_answer(
     if !may_read_every_key(ctx)? {
         return Ok(Err("the user's ACL limits the keys it may read"));
     }
-    // The keys the query names are checked as the keyspace path would (ACL, cluster slot).
+    // The keys the query names are opened as the keyspace path opens them, in its order
+    // (the user's clients first): ACL, cluster slot and type, so that the same error comes
+    // first (and a key replaced without a notification, say by VADD, gives its WRONGTYPE).
     let parts = parts_of(query);
-    for part in &parts {
+    let is_clients = |part: &&Part| matches!(part, Part::Clients(_));
+    let clients_first = parts
+        .iter()
+        .filter(is_clients)
+        .chain(parts.iter().filter(|part| !is_clients(part)));
+    for part in clients_first {
         let (key, role) = part_key(store, query, part);
-        store.check_key(&key, role, Need::Read)?;
+        let kind = match part {
+            Part::Sort(_) => KeyKind::SortedSet,
+            Part::Set(_) | Part::Clients(_) => KeyKind::Set,
+        };
+        store.open(&key, role)?.exists_as(kind)?;
     }
     let key = (selected_db(ctx)?, query.installation.clone());
     let started = Instant::now();
@@ -55,7 +67,9 @@ pub fn try_answer(
             return Ok(Err(registry.why_not(&key)));
         };
         touch_volatile(ctx, store, entry)?;
-        if entry.volatile.len() + entry.index.expiring_count() > MAX_VOLATILE_KEYS {
+        let volatile =
+            entry.volatile.len() + entry.index.expiring_count() + entry.field_volatile.len();
+        if volatile > MAX_VOLATILE_KEYS {
             registry.rest(&key, "too many keys with a TTL");
             return Ok(Err("too many keys with a TTL"));
         }

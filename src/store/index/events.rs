@@ -2,8 +2,9 @@
 //! the events that replace a database's data.
 //!
 //! A change to a key a part was loaded from marks that part stale; a change to a meeting's
-//! hash marks its row stale. A CRM write updates its index directly, so its own effect
-//! notifications are skipped for that index (see `writes.rs`).
+//! hash marks its row stale (a key may be both: templates may render one name twice). A
+//! CRM write updates its index directly: its own effect notifications are held until it
+//! ends, then followed except for the parts the write updated (see `writes.rs`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -11,7 +12,8 @@ use std::sync::{PoisonError, TryLockError};
 
 use redis_module::{Context, NotifyEvent};
 
-use super::{recover, with_registry, Registry, ACTIVE, REGISTRY};
+use super::{recover, with_registry, Entry, Registry, ACTIVE, REGISTRY};
+use crate::core::index::Part;
 use crate::core::types::Bytes;
 use crate::ffi::selected_db;
 use crate::store::keys::strip;
@@ -27,6 +29,10 @@ pub(super) enum Event {
     Effect,
     /// The key got a TTL: it is touched before each answer from now on.
     Expire,
+    /// A hash field got a TTL (HEXPIRE): the meeting's row is read again before each answer.
+    FieldExpire,
+    /// The hash's field TTLs were removed (HPERSIST).
+    FieldPersist,
     /// Anything else (including a deletion or expiry a write's own command caused).
     Other,
 }
@@ -36,6 +42,8 @@ impl Event {
         match name {
             "sadd" | "srem" | "zadd" | "zrem" | "hset" => Event::Effect,
             "expire" => Event::Expire,
+            "hexpire" => Event::FieldExpire,
+            "hpersist" => Event::FieldPersist,
             _ => Event::Other,
         }
     }
@@ -82,7 +90,6 @@ impl Registry {
     }
 
     fn key_changed(&mut self, db: i32, key: &[u8], event: Event) {
-        let expire = event == Event::Expire;
         for ((entry_db, installation), entry) in &mut self.entries {
             if *entry_db != db {
                 continue;
@@ -91,29 +98,49 @@ impl Registry {
                 && self.writing.as_ref().is_some_and(|(w_db, w_installation)| {
                     *w_db == db && w_installation == installation
                 });
-            if let Some(parts) = entry.watched.get(key) {
-                // Whatever replaced the key (RENAME, RESTORE, COPY, EXPIRE...) may have
-                // given it a TTL: the next query looks.
-                entry.volatile.insert(key.to_vec());
-                // A CRM write updates the one part of each key it touches directly.
-                if writer && parts.len() == 1 {
-                    continue;
+            if writer {
+                // Followed when the write ends, knowing which parts it updated.
+                if !self.deferred.iter().any(|known| known == key) {
+                    self.deferred.push(key.to_vec());
                 }
-                for part in parts {
-                    entry.index.mark_stale(part);
-                }
+            } else if follow(entry, key, event, &[]) {
                 self.figures.invalidations += 1;
-            } else if let Some(id) = entry
-                .meeting_key
-                .as_ref()
-                .and_then(|(before, after)| strip(key, before, after))
-            {
-                // A new TTL is seen when the row is read again.
-                if !writer || expire {
-                    entry.index.meeting_changed(id);
-                    self.figures.invalidations += 1;
-                }
             }
         }
     }
+}
+
+/// What a change to `key` means to one index: every part loaded from it but those in
+/// `updated` (a CRM write updated them itself) is read again, and so is the row of the
+/// meeting whose hash it names. Returns whether anything was marked.
+pub(super) fn follow(entry: &mut Entry, key: &[u8], event: Event, updated: &[Part]) -> bool {
+    let mut marked = false;
+    if let Some(parts) = entry.watched.get(key) {
+        // Whatever replaced the key (RENAME, RESTORE, COPY, EXPIRE...) may have given it a
+        // TTL: the next query looks.
+        entry.volatile.insert(key.to_vec());
+        for part in parts.iter().filter(|part| !updated.contains(part)) {
+            entry.index.mark_stale(part);
+            marked = true;
+        }
+    }
+    let id = entry
+        .meeting_key
+        .as_ref()
+        .and_then(|(before, after)| strip(key, before, after));
+    if let Some(id) = id {
+        match event {
+            Event::FieldExpire => {
+                entry.field_volatile.insert(id.to_vec());
+            }
+            Event::FieldPersist => {
+                entry.field_volatile.remove(id);
+            }
+            _ => {}
+        }
+        // A new TTL is seen when the row is read again.
+        entry.index.meeting_changed(id);
+        marked = true;
+    }
+    marked
 }

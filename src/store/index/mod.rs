@@ -54,6 +54,9 @@ struct Entry {
     watched: HashMap<Bytes, Vec<Part>>,
     /// Keys with a TTL that the index depends on.
     volatile: HashSet<Bytes>,
+    /// Meetings whose hash has (had) fields with a TTL: a field may expire unannounced, so
+    /// their rows are read again before each answer.
+    field_volatile: HashSet<Bytes>,
     created: Instant,
     built: bool,
     /// When `memory` was last measured.
@@ -75,6 +78,7 @@ impl Entry {
             index: Index::new(installation.to_vec()),
             watched: HashMap::new(),
             volatile: HashSet::new(),
+            field_volatile: HashSet::new(),
             created: Instant::now(),
             built: false,
             measured: Instant::now(),
@@ -88,8 +92,10 @@ struct Registry {
     entries: HashMap<(i32, Bytes), Entry>,
     /// Installations that may not have an index until then, and why.
     resting: HashMap<(i32, Bytes), (Instant, &'static str)>,
-    /// The installation a CRM write is changing: its own notifications are skipped.
+    /// The installation a CRM write is changing, and the keys its own effect notifications
+    /// named, followed when it ends.
     writing: Option<(i32, Bytes)>,
+    deferred: Vec<Bytes>,
     timer_armed: bool,
     /// The bytes all indexes may hold together, as the last query passed it.
     max_memory: usize,
@@ -101,6 +107,7 @@ lazy_static::lazy_static! {
         entries: HashMap::new(),
         resting: HashMap::new(),
         writing: None,
+        deferred: Vec::new(),
         timer_armed: false,
         max_memory: usize::MAX,
         figures: Figures::default(),
@@ -119,6 +126,7 @@ fn recover(poisoned: PoisonError<MutexGuard<'static, Registry>>) -> MutexGuard<'
     let mut registry = poisoned.into_inner();
     registry.entries.clear();
     registry.writing = None;
+    registry.deferred.clear();
     REGISTRY.clear_poison();
     registry
 }

@@ -1,6 +1,8 @@
 //! Keys with a TTL: the server deletes an expired key only when it is touched or sampled,
 //! so the keys an index depends on that carry a TTL are touched before each answer (on a
-//! replica, which never deletes them itself, an expired key reads as missing).
+//! replica, which never deletes them itself, an expired key reads as missing). Hashes
+//! with field TTLs have their rows read again before each answer: an expired field reads
+//! as missing whether or not the server has deleted it yet.
 
 use super::Entry;
 use crate::error::CrmError;
@@ -30,6 +32,9 @@ pub(super) fn touch_volatile(
             Some(parts) if missing => parts.iter().for_each(|part| entry.index.mark_stale(part)),
             _ => {}
         }
+    }
+    for id in &entry.field_volatile {
+        entry.index.meeting_changed(id);
     }
     let installation = entry.index.installation().to_vec();
     let mut name = Vec::new();

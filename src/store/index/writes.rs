@@ -1,12 +1,16 @@
 //! CRM writes (CRM.MEETING.SET/DEL and CRM.REPAIR's mends) keep their installation's index
 //! current directly: the write's effects are applied to the index, and the notifications
-//! of its own effect commands are skipped for that index.
+//! of its own effect commands are followed afterwards for every part but those the
+//! effects updated. Exact even when templates render one key for two parts (field
+//! `type:x` value `y` and field `type` value `x:y`).
 
 use std::sync::atomic::Ordering;
 
 use redis_module::Context;
 
+use super::events::{follow, Event};
 use super::{with_registry, ACTIVE};
+use crate::core::index::follow::part_written;
 use crate::core::types::Effect;
 use crate::error::CrmError;
 use crate::ffi::selected_db;
@@ -31,17 +35,27 @@ pub fn write_through(
     std::mem::forget(writing);
     with_registry(|registry| {
         registry.writing = None;
+        let deferred = std::mem::take(&mut registry.deferred);
         let Some(entry) = registry.entries.get_mut(&key) else {
             return;
         };
-        let applied = match &outcome {
-            Ok(effects) => entry.index.apply_write(id, effects).is_ok(),
+        let (applied, updated) = match &outcome {
+            Ok(effects) => (
+                entry.index.apply_write(id, effects).is_ok(),
+                effects.iter().filter_map(part_written).collect(),
+            ),
             // Refused before the first change: nothing to follow.
-            Err(error) => !matches!(error, CrmError::Internal(_)),
+            Err(error) => (!matches!(error, CrmError::Internal(_)), Vec::new()),
         };
         if !applied {
             // Whatever the write did is unknown: start this index again.
             registry.entries.remove(&key);
+            return;
+        }
+        for changed in deferred {
+            if follow(entry, &changed, Event::Other, &updated) {
+                registry.figures.invalidations += 1;
+            }
         }
     });
     outcome.map(drop)
@@ -55,6 +69,7 @@ impl Drop for Writing {
             if let Some(key) = registry.writing.take() {
                 registry.entries.remove(&key);
             }
+            registry.deferred.clear();
         });
     }
 }

@@ -3,13 +3,13 @@
 //! ```text
 //! cargo run --release -p crm-load -- --meetings 100000 [--port 6379] [--host 127.0.0.1]
 //!     [--installation 10] [--neighbours 3] [--users 200] [--user-prefix P] [--seed 1]
-//!     [--batch 1000] [--unix-dates]
+//!     [--batch 1000] [--unix-dates] [--distinct-dates K]
 //! ```
 //! 5 meeting types (email 40%), status open 30% / close 70%, meetings/10 clients, users
 //! who see 1% of the clients (the first five are managers who see 50%), unique dates over
-//! five years from 2022, ~200-byte JSON details, and smaller neighbour installations
-//! (a tenth of the size each). Each meeting hash also holds its `installation`. The same
-//! seed writes the same data.
+//! five years from 2022 (with `--distinct-dates K`, rounded down to K values: ties),
+//! ~200-byte JSON details, and smaller neighbour installations (a tenth of the size each).
+//! Each meeting hash also holds its `installation`. The same seed writes the same data.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -41,6 +41,8 @@ struct Options {
     batch: usize,
     /// Dates as Unix seconds instead of RFC 3339 text (RediSearch indexes numbers only).
     unix_dates: bool,
+    /// Dates rounded down to this many distinct values (0: every date distinct).
+    distinct_dates: u64,
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn parse_options() -> Result<Options, String> {
         seed: 1,
         batch: 1000,
         unix_dates: false,
+        distinct_dates: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -88,8 +91,9 @@ fn parse_options() -> Result<Options, String> {
             "--seed" => options.seed = number(value()?)?,
             "--batch" => options.batch = number(value()?)?.max(1) as usize,
             "--unix-dates" => options.unix_dates = true,
+            "--distinct-dates" => options.distinct_dates = number(value()?)?,
             "--help" | "-h" => {
-                println!("crm-load --meetings N [--port P] [--host H] [--installation I] [--neighbours K] [--users U] [--user-prefix P] [--seed S] [--batch B] [--unix-dates]");
+                println!("crm-load --meetings N [--port P] [--host H] [--installation I] [--neighbours K] [--users U] [--user-prefix P] [--seed S] [--batch B] [--unix-dates] [--distinct-dates K]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown flag {other} (see --help)")),
@@ -185,6 +189,13 @@ fn write_meetings(
         // use), plus an offset inside the slot: every date is distinct.
         let slot = (index.wrapping_mul(1_000_003)) % count;
         let date = START + slot * step + rng.below(step);
+        let date = match options.distinct_dates {
+            0 => date,
+            values => {
+                let width = (FIVE_YEARS / values).max(1);
+                START + (date - START) / width * width
+            }
+        };
         let meeting_type = pick_type(rng.below(100));
         let status = if rng.below(100) < 30 { "open" } else { "close" };
         let client = 1 + rng.below(clients);
