@@ -364,7 +364,7 @@ fn colliding_value(rng: &mut Rng, field: &str, values: &[&'static str]) -> &'sta
     match (field, rng.below(10)) {
         ("type", 0) => "x:y",
         ("type", 1) => "y_ins_42",
-        _ => *rng.pick(values),
+        _ => values[rng.below_usize(values.len())],
     }
 }
 
