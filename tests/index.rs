@@ -553,6 +553,15 @@ fn after(con: &mut Connection, commands: &[&str], query: &str) -> Result<Answer,
     keyspace
 }
 
+/// Whether the server knows `command` (HPEXPIRE since Redis 7.4, VADD since Redis 8).
+fn server_has(con: &mut Connection, command: &str) -> bool {
+    let info: Value = redis::cmd("COMMAND")
+        .arg(&["INFO", command])
+        .query(con)
+        .unwrap();
+    !matches!(&info, Value::Array(entries) if entries.iter().all(|e| *e == Value::Nil))
+}
+
 fn total(answer: &Result<Answer, String>) -> i64 {
     answer.as_ref().map(|answer| answer.total).unwrap()
 }
@@ -628,11 +637,7 @@ fn a_key_both_a_watched_set_and_a_meeting_hash() {
 fn a_client_field_with_a_ttl_is_followed() {
     let server = Server::start();
     let mut con = server.connect();
-    let supported: Value = redis::cmd("COMMAND")
-        .arg(&["INFO", "hpexpire"])
-        .query(&mut con)
-        .unwrap();
-    if matches!(&supported, Value::Array(entries) if entries.iter().all(|e| *e == Value::Nil)) {
+    if !server_has(&mut con, "hpexpire") {
         eprintln!("no hash-field TTLs on this server: skipped");
         return;
     }
@@ -667,11 +672,7 @@ fn a_client_field_with_a_ttl_is_followed() {
 fn a_watched_key_replaced_without_a_notification() {
     let server = Server::start();
     let mut con = server.connect();
-    let supported: Value = redis::cmd("COMMAND")
-        .arg(&["INFO", "vadd"])
-        .query(&mut con)
-        .unwrap();
-    if matches!(&supported, Value::Array(entries) if entries.iter().all(|e| *e == Value::Nil)) {
+    if !server_has(&mut con, "vadd") {
         eprintln!("no vector sets on this server: skipped");
         return;
     }

@@ -1,4 +1,5 @@
 //! The keyspace path on the proof of concept's example data, over the in-memory store.
+//! Unit tests only: the parent declares this file `#[cfg(test)] mod tests;`.
 
 use super::in_memory_store::InMemoryStore;
 use super::keyspace_path::{execute, execute_traced};

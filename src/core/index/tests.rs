@@ -1,4 +1,5 @@
 //! The index against the keyspace path over the in-memory store, under every plan.
+//! Unit tests only: the parent declares this file `#[cfg(test)] mod tests;`.
 
 use std::time::{Duration, Instant};
 
