@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use roaring::RoaringBitmap;
 
@@ -16,6 +16,35 @@ use crate::error::CrmError;
 
 /// Meeting rows read per store call while loading.
 const ROW_BATCH: usize = 128;
+
+/// A deadline that also stops before a step that would likely pass it: the next step is
+/// taken to cost as much as the longest one so far (a step reads a batch of members or
+/// rows, up to a millisecond for a sorted set's), so a slice ends near its deadline, not
+/// a step after it.
+struct Pace {
+    deadline: Instant,
+    longest_step: Duration,
+}
+
+impl Pace {
+    fn new(deadline: Instant) -> Self {
+        Pace {
+            deadline,
+            longest_step: Duration::ZERO,
+        }
+    }
+
+    /// Whether a step fits before the deadline.
+    fn has_room(&self) -> bool {
+        Instant::now() + self.longest_step < self.deadline
+    }
+
+    /// Records a step that began at `began`; whether another one fits.
+    fn stepped(&mut self, began: Instant) -> bool {
+        self.longest_step = self.longest_step.max(began.elapsed());
+        self.has_room()
+    }
+}
 
 /// What is particular to one kind of part while it loads.
 trait PartKind<S: IndexSource> {
@@ -269,13 +298,14 @@ impl<C> Index<C> {
         store: &S,
         deadline: Instant,
     ) -> Result<bool, CrmError> {
-        let parts_done = self.load_waiting::<S, Sets>(store, deadline)?
-            && self.load_waiting::<S, Sorts>(store, deadline)?
-            && self.load_waiting::<S, Users>(store, deadline)?;
+        let mut pace = Pace::new(deadline);
+        let parts_done = self.load_waiting::<S, Sets>(store, &mut pace)?
+            && self.load_waiting::<S, Sorts>(store, &mut pace)?
+            && self.load_waiting::<S, Users>(store, &mut pace)?;
         if !parts_done {
             return Ok(false);
         }
-        self.read_rows(store, deadline)
+        self.read_rows(store, &mut pace)
     }
 
     /// Loads the waiting parts of one kind; `Ok(false)` when the deadline came first. Each
@@ -284,7 +314,7 @@ impl<C> Index<C> {
     fn load_waiting<S: IndexSource<Cursor = C>, K: PartKind<S>>(
         &mut self,
         store: &S,
-        deadline: Instant,
+        pace: &mut Pace,
     ) -> Result<bool, CrmError> {
         let waiting: Vec<K::Name> = K::parts(self)
             .iter()
@@ -295,7 +325,7 @@ impl<C> Index<C> {
             let Some(mut part) = K::parts(self).remove(&name) else {
                 continue;
             };
-            if let Ok(done) = self.load_part::<S, K>(store, &name, &mut part, deadline) {
+            if let Ok(done) = self.load_part::<S, K>(store, &name, &mut part, pace) {
                 K::parts(self).insert(name, part);
                 if !done {
                     return Ok(false);
@@ -305,13 +335,13 @@ impl<C> Index<C> {
         Ok(true)
     }
 
-    /// Scans one part until it is ready (`Ok(true)`) or the deadline passes.
+    /// Scans one part until it is ready (`Ok(true)`) or no step fits before the deadline.
     fn load_part<S: IndexSource<Cursor = C>, K: PartKind<S>>(
         &mut self,
         store: &S,
         name: &K::Name,
         part: &mut Loaded<C, K::Data>,
-        deadline: Instant,
+        pace: &mut Pace,
     ) -> Result<bool, CrmError> {
         let installation = self.installation.clone();
         let mut batch = Vec::new();
@@ -326,13 +356,14 @@ impl<C> Index<C> {
                     };
                 }
                 Load::Scanning { cursor, touched } => {
+                    let began = Instant::now();
                     batch.clear();
                     let more = K::scan(store, &installation, name, cursor, &mut batch)?;
                     K::absorb(self, &mut part.data, &batch)?;
                     if !more {
                         K::settle(self, store, name, &mut part.data, touched)?;
                         part.load = Load::Ready;
-                    } else if Instant::now() >= deadline {
+                    } else if !pace.stepped(began) {
                         return Ok(false);
                     }
                 }
@@ -340,17 +371,18 @@ impl<C> Index<C> {
         }
     }
 
-    /// Reads the rows (each meeting's client) that wait, in batches, until `deadline`.
+    /// Reads the rows (each meeting's client) that wait, in batches, while a batch fits.
     fn read_rows<S: IndexSource<Cursor = C>>(
         &mut self,
         store: &S,
-        deadline: Instant,
+        pace: &mut Pace,
     ) -> Result<bool, CrmError> {
         let installation = self.installation.clone();
         while !self.rows_pending.is_empty() {
-            if Instant::now() >= deadline {
+            if !pace.has_room() {
                 return Ok(false);
             }
+            let began = Instant::now();
             let ordinals: Vec<u32> = self.rows_pending.iter().take(ROW_BATCH).collect();
             let ids: Vec<Bytes> = ordinals.iter().map(|&o| self.id(o).to_vec()).collect();
             // A batch fails as a whole on one key of the wrong type: read that batch one by
@@ -388,6 +420,7 @@ impl<C> Index<C> {
                 self.set_client(ordinal, client);
                 self.rows_pending.remove(ordinal);
             }
+            pace.stepped(began);
         }
         Ok(true)
     }
