@@ -86,6 +86,7 @@ mod module {
                 return Status::Err;
             }
         }
+        index::follow_settings(config::index_max_memory);
         if let Err(reason) = on_data_replaced(ctx, index::events::on_data_replaced) {
             ctx.log_warning(&format!("crm-meetings: {reason}"));
             return Status::Err;

@@ -194,7 +194,7 @@ impl AuditJob {
                 if self.mode == Mode::Repair && !fixes.is_empty() {
                     let writes = fixes.len() as u64;
                     // The same write path as CRM.MEETING.SET: the index follows the mend.
-                    write_through(ctx, &self.installation, &state.id, || {
+                    write_through(ctx, &store, &self.installation, &state.id, || {
                         store.apply(&self.installation, &state.id, &fixes)?;
                         Ok(fixes)
                     })?;

@@ -15,7 +15,7 @@ pub fn meeting_set(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError
     let store = caller_store(ctx, &write.installation)?;
     let schema = config::schema()?;
     let mut created = false;
-    write_through(ctx, &write.installation, &write.id, || {
+    write_through(ctx, &store, &write.installation, &write.id, || {
         let (new, effects) = set_meeting(&store, &write, &schema)?;
         created = new;
         Ok(effects)
@@ -28,7 +28,7 @@ pub fn meeting_del(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError
     let store = caller_store(ctx, &installation)?;
     let schema = config::schema()?;
     let mut deleted = false;
-    write_through(ctx, &installation, &id, || {
+    write_through(ctx, &store, &installation, &id, || {
         let (existed, effects) = delete_meeting(&store, &installation, &id, &schema)?;
         deleted = existed;
         Ok(effects)

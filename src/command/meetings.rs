@@ -91,7 +91,7 @@ fn answer(
             );
         }
     };
-    match try_answer(ctx, store, query, forced, config::index_max_memory(), trace)? {
+    match try_answer(ctx, store, query, forced, trace)? {
         Ok(page) => Ok(page),
         Err(reason) => keyspace(store, query, trace, started, reason),
     }

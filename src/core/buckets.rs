@@ -126,16 +126,14 @@ impl Buckets {
         let middle = keys.get(keys.len() / 2).copied().unwrap_or(bound);
         let lowest = keys.first().copied().unwrap_or(bound);
         // The new bound: the median, or the first key above the lowest when the lower half
-        // is all one key.
+        // is all one key (which is then all that stays: the bucket is marked as one key).
         let split_at = if middle > lowest {
             middle
         } else {
+            range.only_key = Some(lowest);
             match keys.iter().find(|&&k| k > lowest) {
                 Some(&k) => k,
-                None => {
-                    range.only_key = Some(lowest);
-                    return;
-                }
+                None => return,
             }
         };
         let upper: RoaringBitmap = range
@@ -260,6 +258,30 @@ mod tests {
             let first = buckets.in_order(false).next().unwrap();
             assert!(first.contains(5), "{name}");
         }
+    }
+
+    /// 4,096 meetings on one key, then distinct keys arriving just above it, each lower
+    /// than the last: the pile is not sorted again for each of them.
+    #[test]
+    fn distinct_keys_beside_a_pile_of_ties() {
+        let reads = std::cell::Cell::new(0u64);
+        let key = |o: u32| {
+            if o < 4_096 {
+                0
+            } else {
+                u64::from(1_000_000 - o)
+            }
+        };
+        let key_of = |o: u32| {
+            reads.set(reads.get() + 1);
+            key(o)
+        };
+        let mut buckets = Buckets::default();
+        for ordinal in 0..100_000 {
+            buckets.insert(key(ordinal), ordinal, key_of);
+        }
+        assert!(reads.get() <= 4 * 100_000, "{} keys read", reads.get());
+        assert_partitioned(&buckets, key, 100_000);
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub struct MeetingRow {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexRow {
     pub client: Option<Bytes>,
-    /// Whether the hash has a TTL (the index then checks it before each answer).
+    /// Whether the hash or one of its fields has a TTL (the index then checks it before
+    /// each answer).
     pub expires: bool,
 }
 

@@ -201,6 +201,19 @@ impl ReadKey {
         Ok(unsafe { get_expire(self.handle) } != i64::from(raw::REDISMODULE_NO_EXPIRE))
     }
 
+    /// Whether a field of the hash will expire (HEXPIRE); `None` where the server cannot
+    /// tell a module (`RedisModule_HashFieldMinExpire` is Redis 7.4 and later; Valkey has
+    /// field TTLs without it). Call on a hash (after `exists_as(KeyKind::Hash)`).
+    pub fn has_field_expire(&self) -> Option<bool> {
+        if self.handle.is_null() {
+            return Some(false);
+        }
+        // SAFETY: the function table is loaded before any command runs.
+        let min_expire = unsafe { raw::RedisModule_HashFieldMinExpire }?;
+        // SAFETY: non-NULL handle of an open hash.
+        Some(unsafe { min_expire(self.handle) } != i64::from(raw::REDISMODULE_NO_EXPIRE))
+    }
+
     /// Whether the key is missing (or expired).
     pub fn is_missing(&self) -> bool {
         self.handle.is_null()

@@ -7,6 +7,7 @@ use redis_module::{CallOptionsBuilder, CallResult, Context, RedisValue};
 
 use super::access::{KeyGuard, Need};
 use super::keys::{strip, KeyRole, KeyTemplates, Placeholder};
+use crate::core::index::{Part, SetName};
 use crate::core::store::{IndexRow, IndexSource, MeetingRow, MeetingStore, MeetingWriter};
 use crate::core::types::{Bytes, Effect, SetRef, CLIENT_FIELD};
 use crate::error::{printable, CrmError, KeyKind};
@@ -98,6 +99,21 @@ impl<'a> KeyspaceStore<'a> {
         let key = self.open(&self.set_key(set), Self::set_role(set))?;
         key.exists_as(KeyKind::Set)?;
         Ok(key)
+    }
+
+    /// The key an index part is loaded from, with the role of its template.
+    pub fn part_key(&self, installation: &[u8], part: &Part) -> (Bytes, KeyRole) {
+        let set = match part {
+            Part::Sort(field) => return (self.sort_key(installation, field), KeyRole::Sort),
+            Part::Set(SetName::Meetings) => SetRef::Meetings { installation },
+            Part::Set(SetName::Value(field, value)) => SetRef::Filter {
+                installation,
+                field,
+                value,
+            },
+            Part::Clients(user) => SetRef::VisibleClients { installation, user },
+        };
+        (self.set_key(set), Self::set_role(set))
     }
 
     pub fn sort_key(&self, installation: &[u8], field: &[u8]) -> Bytes {
@@ -382,9 +398,10 @@ impl IndexSource for KeyspaceStore<'_> {
         installation: &[u8],
         ids: &[Bytes],
     ) -> Result<Vec<Option<IndexRow>>, CrmError> {
+        // A field TTL counts too: past it the client reads as missing, deleted or not.
         self.read_meetings_with(installation, ids, &[CLIENT_FIELD], |key, values| IndexRow {
             client: values.into_iter().next().flatten(),
-            expires: key.has_expire().unwrap_or(false),
+            expires: key.has_expire().unwrap_or(false) || key.has_field_expire().unwrap_or(false),
         })
     }
 

@@ -321,7 +321,11 @@ impl<C> Index<C> {
             .filter(|(_, part)| !part.load.is_ready())
             .map(|(name, _)| name.clone())
             .collect();
-        for name in waiting {
+        for (n, name) in waiting.into_iter().enumerate() {
+            // Many small parts (a script changing thousands of users' sets) are paced too.
+            if n > 0 && !pace.has_room() {
+                return Ok(false);
+            }
             let Some(mut part) = K::parts(self).remove(&name) else {
                 continue;
             };

@@ -10,16 +10,16 @@ use super::ttl::{touch_volatile, watch_ttl};
 use super::{with_registry, Entry, Registry};
 use crate::core::index::answer::Answer;
 use crate::core::index::plan::PlanKind;
-use crate::core::index::{parts_of, Part, SetName};
+use crate::core::index::{parts_of, Part};
 use crate::core::page::Page;
 use crate::core::query::Query;
 use crate::core::trace::Trace;
-use crate::core::types::{Bytes, SetRef};
+use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::error::KeyKind;
 use crate::ffi::selected_db;
 use crate::store::access::may_read_every_key;
-use crate::store::keys::{KeyRole, Placeholder, Template};
+use crate::store::keys::{Placeholder, Template};
 use crate::store::keyspace::KeyspaceStore;
 
 /// Keys with a TTL an index follows at most; beyond, the installation takes the keyspace
@@ -28,13 +28,12 @@ const MAX_VOLATILE_KEYS: usize = 1000;
 
 /// The page of `query` from its installation's index, or why the keyspace path must answer
 /// (the index is loading, the caller's ACL is restricted, ...). `forced` picks the plan
-/// (`crm.index-plan`); `max_memory` is `crm.index-max-memory`.
+/// (`crm.index-plan`).
 pub fn try_answer(
     ctx: &Context,
     store: &KeyspaceStore,
     query: &Query,
     forced: Option<PlanKind>,
-    max_memory: usize,
     trace: &mut Trace,
 ) -> Result<Result<Page, &'static str>, CrmError> {
     // The index holds what the caller may not be allowed to read (every meeting's client):
@@ -52,7 +51,7 @@ pub fn try_answer(
         .filter(is_clients)
         .chain(parts.iter().filter(|part| !is_clients(part)));
     for part in clients_first {
-        let (key, role) = part_key(store, query, part);
+        let (key, role) = store.part_key(&query.installation, part);
         let kind = match part {
             Part::Sort(_) => KeyKind::SortedSet,
             Part::Set(_) | Part::Clients(_) => KeyKind::Set,
@@ -62,7 +61,6 @@ pub fn try_answer(
     let key = (selected_db(ctx)?, query.installation.clone());
     let started = Instant::now();
     with_registry(|registry| {
-        registry.max_memory = max_memory;
         let Some(entry) = registry.entry_for(&key, store, query)? else {
             return Ok(Err(registry.why_not(&key)));
         };
@@ -74,7 +72,7 @@ pub fn try_answer(
             return Ok(Err("too many keys with a TTL"));
         }
         for part in entry.index.register(&parts) {
-            let (name, _) = part_key(store, query, &part);
+            let (name, _) = store.part_key(&query.installation, &part);
             watch_ttl(ctx, entry, &name)?;
             let parts = entry.watched.entry(name).or_default();
             if !parts.contains(&part) {
@@ -180,29 +178,5 @@ impl Registry {
         self.entries.remove(key);
         self.resting
             .insert(key.clone(), (Instant::now() + MEMORY_REST, reason));
-    }
-}
-
-/// The key a part is loaded from, with the role of its template.
-fn part_key(store: &KeyspaceStore, query: &Query, part: &Part) -> (Bytes, KeyRole) {
-    let installation = query.installation.as_slice();
-    match part {
-        Part::Set(SetName::Meetings) => (
-            store.set_key(SetRef::Meetings { installation }),
-            KeyRole::Meetings,
-        ),
-        Part::Set(SetName::Value(field, value)) => (
-            store.set_key(SetRef::Filter {
-                installation,
-                field,
-                value,
-            }),
-            KeyRole::Filter,
-        ),
-        Part::Sort(field) => (store.sort_key(installation, field), KeyRole::Sort),
-        Part::Clients(user) => (
-            store.set_key(SetRef::VisibleClients { installation, user }),
-            KeyRole::Clients,
-        ),
     }
 }

@@ -27,12 +27,11 @@ static PENDING: std::sync::Mutex<Vec<(i32, Bytes, Event)>> = std::sync::Mutex::n
 pub(super) enum Event {
     /// A command a CRM write runs for one of its effects (the write updates the index).
     Effect,
-    /// The key got a TTL: it is touched before each answer from now on.
-    Expire,
-    /// A hash field got a TTL (HEXPIRE): the meeting's row is read again before each answer.
+    /// A hash field got a TTL (HEXPIRE): the meeting's row is read again before each
+    /// answer from now on (where the server cannot tell a row read about field TTLs).
     FieldExpire,
-    /// The hash's field TTLs were removed (HPERSIST).
-    FieldPersist,
+    /// The key is gone (deleted, expired, evicted, renamed or moved away).
+    Gone,
     /// Anything else (including a deletion or expiry a write's own command caused).
     Other,
 }
@@ -41,9 +40,8 @@ impl Event {
     fn of(name: &str) -> Event {
         match name {
             "sadd" | "srem" | "zadd" | "zrem" | "hset" => Event::Effect,
-            "expire" => Event::Expire,
             "hexpire" => Event::FieldExpire,
-            "hpersist" => Event::FieldPersist,
+            "del" | "expired" | "evicted" | "rename_from" | "move_from" => Event::Gone,
             _ => Event::Other,
         }
     }
@@ -94,14 +92,16 @@ impl Registry {
             if *entry_db != db {
                 continue;
             }
-            let writer = event == Event::Effect
-                && self.writing.as_ref().is_some_and(|(w_db, w_installation)| {
-                    *w_db == db && w_installation == installation
-                });
-            if writer {
+            let writing = match &mut self.writing {
+                Some(writing) if event == Event::Effect && writing.key.0 == db => {
+                    (&writing.key.1 == installation).then_some(writing)
+                }
+                _ => None,
+            };
+            if let Some(writing) = writing {
                 // Followed when the write ends, knowing which parts it updated.
-                if !self.deferred.iter().any(|known| known == key) {
-                    self.deferred.push(key.to_vec());
+                if !writing.deferred.iter().any(|known| known == key) {
+                    writing.deferred.push(key.to_vec());
                 }
             } else if follow(entry, key, event, &[]) {
                 self.figures.invalidations += 1;
@@ -133,7 +133,7 @@ pub(super) fn follow(entry: &mut Entry, key: &[u8], event: Event, updated: &[Par
             Event::FieldExpire => {
                 entry.field_volatile.insert(id.to_vec());
             }
-            Event::FieldPersist => {
+            Event::Gone => {
                 entry.field_volatile.remove(id);
             }
             _ => {}

@@ -81,21 +81,21 @@ impl Registry {
         done
     }
 
-    /// Keeps the indexes within the memory budget (`crm.index-max-memory`, as the last
-    /// query passed it): first the cached visible meetings go, then this installation's
-    /// index.
+    /// Keeps the indexes within the memory budget (`crm.index-max-memory`): first the
+    /// cached visible meetings go, then this installation's index.
     pub(super) fn check_memory(&mut self, key: &(i32, Bytes)) {
         if let Some(entry) = self.entries.get_mut(key) {
             entry.memory = entry.index.heap_bytes();
         }
-        if self.memory() <= self.max_memory {
+        let budget = (self.max_memory)();
+        if self.memory() <= budget {
             return;
         }
         for entry in self.entries.values_mut() {
             entry.index.drop_visible_caches();
             entry.memory = entry.index.heap_bytes();
         }
-        if self.memory() > self.max_memory && self.entries.remove(key).is_some() {
+        if self.memory() > budget && self.entries.remove(key).is_some() {
             self.resting.insert(
                 key.clone(),
                 (Instant::now() + MEMORY_REST, "over crm.index-max-memory"),

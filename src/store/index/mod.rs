@@ -54,8 +54,9 @@ struct Entry {
     watched: HashMap<Bytes, Vec<Part>>,
     /// Keys with a TTL that the index depends on.
     volatile: HashSet<Bytes>,
-    /// Meetings whose hash has (had) fields with a TTL: a field may expire unannounced, so
-    /// their rows are read again before each answer.
+    /// Meetings whose hash got a field TTL (HEXPIRE) since the index was made: a field may
+    /// expire unannounced, so their rows are read again before each answer. Needed where
+    /// reading a row cannot tell field TTLs (Valkey); elsewhere the row read sees them.
     field_volatile: HashSet<Bytes>,
     created: Instant,
     built: bool,
@@ -88,17 +89,22 @@ impl Entry {
     }
 }
 
+/// A CRM write under way: its database and installation, and the keys its own effect
+/// notifications named (followed when it ends, knowing what it updated).
+struct Writing {
+    key: (i32, Bytes),
+    deferred: Vec<Bytes>,
+}
+
 struct Registry {
     entries: HashMap<(i32, Bytes), Entry>,
     /// Installations that may not have an index until then, and why.
     resting: HashMap<(i32, Bytes), (Instant, &'static str)>,
-    /// The installation a CRM write is changing, and the keys its own effect notifications
-    /// named, followed when it ends.
-    writing: Option<(i32, Bytes)>,
-    deferred: Vec<Bytes>,
+    /// The CRM write under way, if any.
+    writing: Option<Writing>,
     timer_armed: bool,
-    /// The bytes all indexes may hold together, as the last query passed it.
-    max_memory: usize,
+    /// The bytes all indexes may hold together (`crm.index-max-memory`), read when needed.
+    max_memory: fn() -> usize,
     figures: Figures,
 }
 
@@ -107,9 +113,8 @@ lazy_static::lazy_static! {
         entries: HashMap::new(),
         resting: HashMap::new(),
         writing: None,
-        deferred: Vec::new(),
         timer_armed: false,
-        max_memory: usize::MAX,
+        max_memory: || usize::MAX,
         figures: Figures::default(),
     });
 }
@@ -126,7 +131,6 @@ fn recover(poisoned: PoisonError<MutexGuard<'static, Registry>>) -> MutexGuard<'
     let mut registry = poisoned.into_inner();
     registry.entries.clear();
     registry.writing = None;
-    registry.deferred.clear();
     REGISTRY.clear_poison();
     registry
 }
@@ -145,6 +149,11 @@ impl Registry {
         self.entries.clear();
         self.resting.clear();
     }
+}
+
+/// The settings the indexes follow, read each time they are needed: the memory budget.
+pub fn follow_settings(max_memory: fn() -> usize) {
+    with_registry(|registry| registry.max_memory = max_memory);
 }
 
 /// `crm.index no`: every index goes.

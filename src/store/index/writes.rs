@@ -1,24 +1,30 @@
 //! CRM writes (CRM.MEETING.SET/DEL and CRM.REPAIR's mends) keep their installation's index
 //! current directly: the write's effects are applied to the index, and the notifications
-//! of its own effect commands are followed afterwards for every part but those the
-//! effects updated. Exact even when templates render one key for two parts (field
-//! `type:x` value `y` and field `type` value `x:y`).
+//! of its own effect commands are followed afterwards for every part but the ones the
+//! write updated itself. A part counts as updated only when it is the one part the write's
+//! effects name under its key: templates may render one key for two parts (field `type:x`
+//! value `y` and field `type` value `x:y`), and then the key's state is the sum of both
+//! effects, which only a read gives.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use redis_module::Context;
 
 use super::events::{follow, Event};
-use super::{with_registry, ACTIVE};
+use super::{with_registry, Writing, ACTIVE};
 use crate::core::index::follow::part_written;
-use crate::core::types::Effect;
+use crate::core::index::Part;
+use crate::core::types::{Bytes, Effect};
 use crate::error::CrmError;
 use crate::ffi::selected_db;
+use crate::store::keyspace::KeyspaceStore;
 
-/// Runs a CRM write (`apply` changes the keyspace and returns the effects it applied), then
-/// applies those effects to the installation's index.
+/// Runs a CRM write through `store` (`apply` changes the keyspace and returns the effects
+/// it applied), then applies those effects to the installation's index.
 pub fn write_through(
     ctx: &Context,
+    store: &KeyspaceStore,
     installation: &[u8],
     id: &[u8],
     apply: impl FnOnce() -> Result<Vec<Effect>, CrmError>,
@@ -27,33 +33,46 @@ pub fn write_through(
         return apply().map(drop);
     }
     let key = (selected_db(ctx)?, installation.to_vec());
-    with_registry(|registry| registry.writing = Some(key.clone()));
-    // Should `apply` panic, the guard drops this installation's index: what the write did
-    // is unknown, and its own notifications were skipped.
-    let writing = Writing;
-    let outcome = apply();
-    std::mem::forget(writing);
     with_registry(|registry| {
-        registry.writing = None;
-        let deferred = std::mem::take(&mut registry.deferred);
+        registry.writing = Some(Writing {
+            key: key.clone(),
+            deferred: Vec::new(),
+        })
+    });
+    // Should `apply` panic, the guard drops this installation's index: what the write did
+    // is unknown, and its own notifications were held back.
+    let guard = WriteGuard;
+    let outcome = apply();
+    std::mem::forget(guard);
+    with_registry(|registry| {
+        let deferred = registry
+            .writing
+            .take()
+            .map(|writing| writing.deferred)
+            .unwrap_or_default();
         let Some(entry) = registry.entries.get_mut(&key) else {
             return;
         };
-        let (applied, updated) = match &outcome {
-            Ok(effects) => (
-                entry.index.apply_write(id, effects).is_ok(),
-                effects.iter().filter_map(part_written).collect(),
-            ),
+        let applied = match &outcome {
+            // Effects named in other templates than the index's (a CONFIG SET while a
+            // CRM.REPAIR runs) cannot be applied to it.
+            Ok(_) if !entry.templates.same_as(store.templates()) => false,
+            Ok(effects) => entry.index.apply_write(id, effects).is_ok(),
             // Refused before the first change: nothing to follow.
-            Err(error) => (!matches!(error, CrmError::Internal(_)), Vec::new()),
+            Err(error) => !matches!(error, CrmError::Internal(_)),
         };
         if !applied {
-            // Whatever the write did is unknown: start this index again.
+            // Whatever the write did is unknown to the index: start it again.
             registry.entries.remove(&key);
             return;
         }
+        let updated = match &outcome {
+            Ok(effects) => sole_parts_by_key(store, installation, effects),
+            Err(_) => HashMap::new(),
+        };
         for changed in deferred {
-            if follow(entry, &changed, Event::Other, &updated) {
+            let skip = updated.get(&changed).map_or(&[][..], std::slice::from_ref);
+            if follow(entry, &changed, Event::Other, skip) {
                 registry.figures.invalidations += 1;
             }
         }
@@ -61,15 +80,37 @@ pub fn write_through(
     outcome.map(drop)
 }
 
-struct Writing;
+/// For each key the effects change, the part they change there, when it is only one.
+fn sole_parts_by_key(
+    store: &KeyspaceStore,
+    installation: &[u8],
+    effects: &[Effect],
+) -> HashMap<Bytes, Part> {
+    let mut by_key: HashMap<Bytes, Vec<Part>> = HashMap::new();
+    for part in effects.iter().filter_map(part_written) {
+        let (key, _) = store.part_key(installation, &part);
+        let parts = by_key.entry(key).or_default();
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    by_key
+        .into_iter()
+        .filter_map(|(key, mut parts)| match parts.len() {
+            1 => parts.pop().map(|part| (key, part)),
+            _ => None,
+        })
+        .collect()
+}
 
-impl Drop for Writing {
+struct WriteGuard;
+
+impl Drop for WriteGuard {
     fn drop(&mut self) {
         with_registry(|registry| {
-            if let Some(key) = registry.writing.take() {
-                registry.entries.remove(&key);
+            if let Some(writing) = registry.writing.take() {
+                registry.entries.remove(&writing.key);
             }
-            registry.deferred.clear();
         });
     }
 }
