@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use redis_module::configuration::{
     register_bool_configuration, register_i64_configuration, register_string_configuration,
@@ -15,8 +16,11 @@ use crate::core::index::plan::{parse_plan_setting, PlanSetting};
 use crate::core::types::Bytes;
 use crate::core::write::Schema;
 use crate::error::CrmError;
+use crate::ffi::hooks::DataEvent;
 use crate::ffi::load_configs;
 use crate::ffi::string::SharedString;
+use crate::store::index;
+use crate::store::index::preload::Preload;
 use crate::store::keys::{KeyRole, KeyTemplates, Template};
 
 /// A text setting parsed into `T` when it is set. Redis sets the default (or the value in
@@ -129,6 +133,7 @@ pub static INDEX_PLAN: TextSetting<PlanSetting> =
 const MAX_PAGE_NAME: &str = "max-page";
 const INDEX_NAME: &str = "index";
 const INDEX_MAX_MEMORY_NAME: &str = "index-max-memory";
+const INDEX_WAIT_NAME: &str = "index-wait-ms";
 
 /// `crm.index`: whether queries are answered from the in-memory index.
 pub static INDEX: AtomicBool = AtomicBool::new(true);
@@ -136,6 +141,32 @@ pub static INDEX: AtomicBool = AtomicBool::new(true);
 /// index would pass it is answered from the keyspace.
 pub static INDEX_MAX_MEMORY: AtomicI64 = AtomicI64::new(DEFAULT_INDEX_MAX_MEMORY);
 pub const DEFAULT_INDEX_MAX_MEMORY: i64 = 1 << 30;
+/// `crm.index-wait-ms`: how long a query waits for its index to load (its client blocked,
+/// the server free) before it is answered `LOADING ...`.
+pub static INDEX_WAIT_MS: AtomicI64 = AtomicI64::new(DEFAULT_INDEX_WAIT_MS);
+pub const DEFAULT_INDEX_WAIT_MS: i64 = 10_000;
+const MAX_INDEX_WAIT_MS: i64 = 3_600_000;
+
+/// `crm.index-preload`: installations whose index is built after every load (a restart,
+/// a replica's sync, DEBUG RELOAD) and when the setting changes, without waiting for a
+/// query: none (empty), space-separated installations, or `all` (every installation
+/// whose set of meetings exists in database 0).
+pub static INDEX_PRELOAD: TextSetting<Preload> =
+    TextSetting::new("index-preload", "", parse_preload);
+
+fn parse_preload(text: &str) -> Result<Preload, String> {
+    let words: Vec<&str> = text.split_ascii_whitespace().collect();
+    match words.as_slice() {
+        [] => Ok(Preload::Installations(Vec::new())),
+        [all] if all.eq_ignore_ascii_case("all") => Ok(Preload::All),
+        _ if words.iter().any(|word| word.eq_ignore_ascii_case("all")) => {
+            Err("'all' stands alone in crm.index-preload".to_string())
+        }
+        _ => Ok(Preload::Installations(
+            words.iter().map(|word| word.as_bytes().to_vec()).collect(),
+        )),
+    }
+}
 
 /// Space-separated field names, each once.
 fn parse_field_list(text: &str) -> Result<Vec<Bytes>, String> {
@@ -173,6 +204,7 @@ pub fn release() {
     TEMPLATES.iter().for_each(|setting| setting.release());
     FIELD_LISTS.iter().for_each(|setting| setting.release());
     INDEX_PLAN.release();
+    INDEX_PRELOAD.release();
 }
 
 /// Registers every setting with the server, loads the values of `redis.conf` (or the
@@ -234,6 +266,24 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         ConfigurationFlags::MEMORY,
         None,
     );
+    register_i64_configuration(
+        ctx,
+        INDEX_WAIT_NAME,
+        &INDEX_WAIT_MS,
+        DEFAULT_INDEX_WAIT_MS,
+        0,
+        MAX_INDEX_WAIT_MS,
+        ConfigurationFlags::DEFAULT,
+        None,
+    );
+    register_string_configuration(
+        ctx,
+        INDEX_PRELOAD.name,
+        &INDEX_PRELOAD,
+        INDEX_PRELOAD.default,
+        ConfigurationFlags::DEFAULT,
+        Some(Box::new(|_: &ConfigurationContext, _: &str, _| preload())),
+    );
     load_configs(ctx)?;
     apply_module_args(args)
 }
@@ -273,8 +323,25 @@ fn apply_module_args(args: &[RedisString]) -> Result<(), String> {
             INDEX_MAX_MEMORY.store(bytes, Ordering::Relaxed);
             continue;
         }
+        if name == INDEX_WAIT_NAME {
+            let millis = value
+                .parse_integer()
+                .ok()
+                .filter(|millis| (0..=MAX_INDEX_WAIT_MS).contains(millis))
+                .ok_or_else(|| {
+                    format!(
+                        "index-wait-ms must be a number of milliseconds up to {MAX_INDEX_WAIT_MS}"
+                    )
+                })?;
+            INDEX_WAIT_MS.store(millis, Ordering::Relaxed);
+            continue;
+        }
         if name == INDEX_PLAN.name {
             INDEX_PLAN.assign(value.as_slice())?;
+            continue;
+        }
+        if name == INDEX_PRELOAD.name {
+            INDEX_PRELOAD.assign(value.as_slice())?;
             continue;
         }
         if let Some(setting) = TEMPLATES.iter().find(|setting| setting.name == name) {
@@ -321,6 +388,37 @@ pub fn index_plan() -> PlanSetting {
         return PlanSetting::Keyspace;
     }
     INDEX_PLAN.current().map_or(PlanSetting::Auto, |plan| *plan)
+}
+
+/// How long a query waits for its loading index (`crm.index-wait-ms`); 0 answers
+/// `LOADING ...` at once.
+pub fn index_wait() -> Duration {
+    Duration::from_millis(u64::try_from(INDEX_WAIT_MS.load(Ordering::Relaxed)).unwrap_or(0))
+}
+
+/// The installations to build after a load (`crm.index-preload`).
+pub fn index_preload() -> Preload {
+    INDEX_PRELOAD
+        .current()
+        .map_or(Preload::Installations(Vec::new()), |preload| {
+            (*preload).clone()
+        })
+}
+
+/// Builds the indexes `crm.index-preload` names, in loading slices.
+fn preload() {
+    if let Ok(templates) = key_templates() {
+        index::preload::start(index_preload(), templates);
+    }
+}
+
+/// The data of the databases changed behind the module's back: every index goes; after a
+/// load, the preloaded ones are built again.
+pub fn on_data_event(event: DataEvent) {
+    index::events::on_data_replaced();
+    if event == DataEvent::Loaded {
+        preload();
+    }
 }
 
 pub fn index_max_memory() -> usize {

@@ -1,5 +1,5 @@
 //! The one error type of the module. The core and the store return it; the command layer
-//! turns it into a Redis error reply (`ERR ...` or `WRONGTYPE ...`) at the edge.
+//! turns it into a Redis error reply (`ERR ...`, `WRONGTYPE ...`, `LOADING ...`) at the edge.
 
 use std::fmt;
 
@@ -33,6 +33,13 @@ pub enum CrmError {
     NoPermission { key: Vec<u8> },
     /// In cluster mode, a derived key is not in the slot the command was routed by.
     CrossSlot(String),
+    /// The installation's index is still loading and the query may not wait for it
+    /// (inside MULTI/EXEC or a script) or waited past `crm.index-wait-ms`: retry shortly,
+    /// as after Redis's own `-LOADING`.
+    Loading {
+        installation: Vec<u8>,
+        progress: String,
+    },
     /// A bug caught at the edge (a panic, an impossible state); never caused by input.
     Internal(String),
 }
@@ -56,6 +63,14 @@ impl fmt::Display for CrmError {
                 printable(key)
             ),
             CrmError::CrossSlot(message) => write!(f, "CROSSSLOT {message}"),
+            CrmError::Loading {
+                installation,
+                progress,
+            } => write!(
+                f,
+                "LOADING the index of installation '{}' is loading ({progress}); retry shortly",
+                printable(installation)
+            ),
             CrmError::Internal(message) => write!(f, "ERR internal error: {message}"),
         }
     }

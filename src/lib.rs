@@ -31,8 +31,9 @@ mod module {
 
     use crate::command::{self, audit, meeting_write, meetings, spec};
     use crate::config;
+    use crate::ffi::block;
     use crate::ffi::command_info;
-    use crate::ffi::hooks::on_data_replaced;
+    use crate::ffi::hooks::{on_data_replaced, register_run_soon, release_run_soon};
     use crate::store::index;
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -87,7 +88,13 @@ mod module {
             }
         }
         index::follow_settings(config::index_max_memory);
-        if let Err(reason) = on_data_replaced(ctx, index::events::on_data_replaced) {
+        block::on_resume(block::Resume {
+            ready: meetings::resume,
+            timed_out: meetings::wait_timed_out,
+        });
+        let hooks =
+            on_data_replaced(ctx, config::on_data_event).and_then(|()| register_run_soon(ctx));
+        if let Err(reason) = hooks {
             ctx.log_warning(&format!("crm-meetings: {reason}"));
             return Status::Err;
         }
@@ -105,7 +112,8 @@ mod module {
     }
 
     fn deinit(_ctx: &Context) -> Status {
-        index::events::on_data_replaced();
+        index::free_all();
+        release_run_soon();
         config::release();
         Status::Ok
     }

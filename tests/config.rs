@@ -36,6 +36,8 @@ fn defaults_are_the_seed_schema() {
         ("crm.index", "yes"),
         ("crm.index-plan", "auto"),
         ("crm.index-max-memory", "1073741824"),
+        ("crm.index-wait-ms", "10000"),
+        ("crm.index-preload", ""),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
-use redis_module::{Context, RedisValue};
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{caller_store, integer, stats};
+use super::{caller_store, integer, run_guarded, spec, stats};
 use crate::config;
 use crate::core::index::plan::PlanSetting;
 use crate::core::keyspace_path;
@@ -19,14 +19,27 @@ use crate::core::trace::Trace;
 use crate::core::types::DETAILS_FIELD;
 use crate::core::values::is_json;
 use crate::error::CrmError;
+use crate::ffi::block::may_block;
 use crate::store::index;
-use crate::store::index::answer::try_answer;
+use crate::store::index::answer::{try_answer, Route};
+use crate::store::index::waiting;
 use crate::store::keyspace::KeyspaceStore;
+
+/// While its index loads, a query reading at most this many meeting hashes (see
+/// [`keyspace_path::estimated_reads`]) is answered from the keyspace, in about a
+/// millisecond; a bigger one waits for the index.
+const SMALL_QUERY_READS: usize = 300;
+/// The same where the client cannot wait (MULTI/EXEC, scripts): a few milliseconds at
+/// most; a bigger query is answered `LOADING ...`.
+const SMALL_QUERY_READS_UNBLOCKABLE: usize = 1500;
 
 pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let query = parse_query(args, config::max_page())?;
     let store = caller_store(ctx, &query.installation)?;
-    let page = answer(ctx, &store, &query, &mut Trace::default())?;
+    let Some(page) = answer(ctx, &store, &query, &mut Trace::default())? else {
+        // The client waits for the index; it runs the command again when woken.
+        return Ok(RedisValue::NoReply);
+    };
     stats::rows_returned(page.meetings.len());
     Ok(match query.format {
         Format::Resp => resp_reply(&query, page),
@@ -39,7 +52,9 @@ pub fn explain(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let query = parse_query(args, config::max_page())?;
     let store = caller_store(ctx, &query.installation)?;
     let mut trace = Trace::recording();
-    let page = answer(ctx, &store, &query, &mut trace)?;
+    let Some(page) = answer(ctx, &store, &query, &mut trace)? else {
+        return Ok(RedisValue::NoReply);
+    };
     let steps = trace
         .steps
         .into_iter()
@@ -66,14 +81,34 @@ pub fn explain(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     ]))
 }
 
+/// A blocked `CRM.MEETINGS` or `CRM.EXPLAIN` woken: its index is ready (or gone), so it
+/// runs again; it cannot block a second time.
+pub fn resume(ctx: &Context, args: &[RedisString]) -> RedisResult {
+    let name = args.first().map(RedisString::to_string_lossy);
+    if name.is_some_and(|name| name.eq_ignore_ascii_case(spec::EXPLAIN.name)) {
+        run_guarded(ctx, args, &spec::EXPLAIN, explain)
+    } else {
+        run_guarded(ctx, args, &spec::MEETINGS, meetings)
+    }
+}
+
+/// A blocked query past `crm.index-wait-ms`: `LOADING ...` with the progress, to retry.
+pub fn wait_timed_out(_ctx: &Context, client_id: usize, args: &[RedisString]) -> RedisResult {
+    let installation = args.get(1).map_or(&[][..], RedisString::as_slice);
+    Err(RedisError::String(
+        waiting::timed_out(client_id, installation).to_string(),
+    ))
+}
+
 /// The route of one query: from the installation's in-memory index when it is ready for
-/// the query, otherwise from the keyspace (the trace says why).
+/// the query; while it loads, the client waits for it (`None`: no reply yet), unless the
+/// query is small; otherwise from the keyspace (the trace says why).
 fn answer(
     ctx: &Context,
     store: &KeyspaceStore,
     query: &Query,
     trace: &mut Trace,
-) -> Result<Page, CrmError> {
+) -> Result<Option<Page>, CrmError> {
     let started = Instant::now();
     let forced = match config::index_plan() {
         PlanSetting::Auto => None,
@@ -88,12 +123,30 @@ fn answer(
                 trace,
                 started,
                 "crm.index is no or crm.index-plan is keyspace",
-            );
+            )
+            .map(Some);
         }
     };
     match try_answer(ctx, store, query, forced, trace)? {
-        Ok(page) => Ok(page),
-        Err(reason) => keyspace(store, query, trace, started, reason),
+        Route::Page(page) => Ok(Some(page)),
+        Route::Keyspace(reason) => keyspace(store, query, trace, started, reason).map(Some),
+        Route::Loading => {
+            let can_wait = may_block(ctx) && !config::index_wait().is_zero();
+            let small = if can_wait {
+                SMALL_QUERY_READS
+            } else {
+                SMALL_QUERY_READS_UNBLOCKABLE
+            };
+            if keyspace_path::estimated_reads(store, query)? <= small {
+                let reason = "the index is loading and the query is small";
+                keyspace(store, query, trace, started, reason).map(Some)
+            } else if can_wait {
+                waiting::wait(ctx, query, config::index_wait())?;
+                Ok(None)
+            } else {
+                Err(waiting::loading_error(ctx, &query.installation))
+            }
+        }
     }
 }
 

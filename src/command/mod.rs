@@ -39,8 +39,11 @@ pub fn run_guarded(
             "the command failed; see the server log".to_string(),
         )),
     };
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    stats::record(command.name, micros, result.is_err());
+    // A query waiting for its index is counted once, when it runs again and answers.
+    if !matches!(result, Ok(RedisValue::NoReply)) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        stats::record(command.name, micros, result.is_err());
+    }
     result.map_err(|error| RedisError::String(error.to_string()))
 }
 

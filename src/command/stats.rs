@@ -112,14 +112,15 @@ pub fn reset() {
     with_stats(|stats| *stats = Stats::NEW);
 }
 
-/// Replaces the default INFO callback and watches for CONFIG RESETSTAT.
+/// Replaces the default INFO callback and installs the command filter.
 pub fn register(ctx: &Context) -> Result<(), String> {
     register_info(ctx, render)?;
     register_command_filter(ctx, watch_command)
 }
 
-/// Runs before every command of the server: CONFIG RESETSTAT resets these statistics, and
-/// an ACL command (or an EXEC that may hold one) may change what users may read.
+/// Runs before every command of the server: CONFIG RESETSTAT resets these statistics, an
+/// ACL command (or an EXEC that may hold one) may change what users may read, and the
+/// indexes note the members a write names (see `store::index::members`).
 fn watch_command(command: &FilteredCommand) {
     let name = command.arg(0);
     if command.word_count() == 2
@@ -131,6 +132,7 @@ fn watch_command(command: &FilteredCommand) {
     if name.eq_ignore_ascii_case(b"acl") || name.eq_ignore_ascii_case(b"exec") {
         access::forget_acl_cache();
     }
+    index::members::on_command(command);
 }
 
 /// The default section, shown as `# crm` with fields prefixed `crm_`.
@@ -171,6 +173,10 @@ fn build(ctx: &InfoContext) -> RedisResult<()> {
             ("plan_client_first", client_first),
             ("plan_sort_walk", sort_walk),
             ("plan_keyspace", index.keyspace_answers),
+            ("index_member_updates", index.member_updates),
+            ("index_waits", index.waits),
+            ("index_wait_timeouts", index.wait_timeouts),
+            ("index_loading_errors", index.loading_errors),
         ] {
             section = section.field(field, value)?;
         }

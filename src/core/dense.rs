@@ -3,10 +3,9 @@
 //! rehashes every key at once (about 200 ms at 1.3 million ids). Chunks and shards bound
 //! every growth step to a small part.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 
+use hashbrown::{DefaultHashBuilder, HashTable};
 use roaring::RoaringBitmap;
 
 use super::types::Bytes;
@@ -87,6 +86,20 @@ impl<T: Clone> Chunked<T> {
         self.len = 0;
     }
 
+    /// Drops up to `count` entries from the end; `false` once it is empty.
+    pub fn drop_some(&mut self, count: usize) -> bool {
+        let Some(chunk) = self.chunks.last_mut() else {
+            return false;
+        };
+        let keep = chunk.len().saturating_sub(count);
+        self.len -= chunk.len() - keep;
+        chunk.truncate(keep);
+        if chunk.is_empty() {
+            self.chunks.pop();
+        }
+        !self.chunks.is_empty()
+    }
+
     /// Heap bytes held by the entries (not what they point to).
     pub fn bytes(&self) -> usize {
         let entries: usize = self.chunks.iter().map(Vec::capacity).sum();
@@ -94,10 +107,13 @@ impl<T: Clone> Chunked<T> {
     }
 }
 
-/// Meeting ids and their dense ordinals (0, 1, 2, ... in order of first sight).
+/// Meeting ids and their dense ordinals (0, 1, 2, ... in order of first sight). Each id is
+/// kept once, by ordinal; the shards hold ordinals found by the id's hash (computed once
+/// per lookup, with a per-process random seed, so crafted ids cannot pile up in a bucket).
 #[derive(Debug)]
 pub struct Ordinals {
-    shards: Vec<HashMap<Bytes, u32>>,
+    hasher: DefaultHashBuilder,
+    shards: Vec<HashTable<u32>>,
     ids: Chunked<Bytes>,
     id_bytes: usize,
 }
@@ -105,7 +121,8 @@ pub struct Ordinals {
 impl Default for Ordinals {
     fn default() -> Self {
         Ordinals {
-            shards: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            hasher: DefaultHashBuilder::default(),
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
             ids: Chunked::default(),
             id_bytes: 0,
         }
@@ -113,10 +130,10 @@ impl Default for Ordinals {
 }
 
 impl Ordinals {
-    fn shard(id: &[u8]) -> usize {
-        let mut hasher = DefaultHasher::new();
-        id.hash(&mut hasher);
-        (hasher.finish() % SHARDS as u64) as usize
+    /// The shard of a hash: bits the tables do not use for buckets (the low ones) or tags
+    /// (the top seven).
+    fn shard(hash: u64) -> usize {
+        (hash >> 32) as usize % SHARDS
     }
 
     pub fn len(&self) -> usize {
@@ -127,38 +144,59 @@ impl Ordinals {
         self.ids.is_empty()
     }
 
+    fn find(&self, hash: u64, id: &[u8]) -> Option<u32> {
+        let ids = &self.ids;
+        self.shards
+            .get(Self::shard(hash))?
+            .find(hash, |&o| {
+                ids.get(o as usize).is_some_and(|known| known == id)
+            })
+            .copied()
+    }
+
     pub fn get(&self, id: &[u8]) -> Option<u32> {
-        self.shards.get(Self::shard(id))?.get(id).copied()
+        self.find(self.hasher.hash_one(id), id)
     }
 
     /// The ordinal of `id` and whether it is new; `None` once `limit` ordinals exist.
     pub fn insert(&mut self, id: &[u8], limit: u32) -> Option<(u32, bool)> {
-        if let Some(ordinal) = self.get(id) {
+        let hash = self.hasher.hash_one(id);
+        if let Some(ordinal) = self.find(hash, id) {
             return Some((ordinal, false));
         }
         let ordinal = u32::try_from(self.ids.len()).ok().filter(|&o| o < limit)?;
+        let (hasher, ids) = (&self.hasher, &self.ids);
+        let rehash = |o: &u32| hasher.hash_one(ids.get(*o as usize).map_or(&[][..], Vec::as_slice));
         self.shards
-            .get_mut(Self::shard(id))?
-            .insert(id.to_vec(), ordinal);
+            .get_mut(Self::shard(hash))?
+            .insert_unique(hash, ordinal, rehash);
         self.ids.push(id.to_vec());
         self.id_bytes += id.len();
         Some((ordinal, true))
+    }
+
+    /// Frees a bounded piece (a shard's table, or `count` ids); `false` once empty.
+    pub fn drop_some(&mut self, count: usize) -> bool {
+        if self.shards.pop().is_some() {
+            return true;
+        }
+        self.ids.drop_some(count)
     }
 
     pub fn id(&self, ordinal: u32) -> &[u8] {
         self.ids.get(ordinal as usize).map_or(&[], Vec::as_slice)
     }
 
-    /// Heap bytes held, estimated: each id is stored twice (by ordinal and in its shard).
+    /// Heap bytes held, estimated: the ids by ordinal, the shards' ordinals.
     pub fn bytes(&self) -> usize {
-        // A map entry: the key, the value, a control byte, at the usual load factor.
-        const ENTRY: usize = (std::mem::size_of::<Bytes>() + 4 + 1) * 8 / 7;
+        // A table entry: the ordinal and a control byte, at the usual load factor.
+        const ENTRY: usize = (4 + 1) * 8 / 7;
         let entries: usize = self
             .shards
             .iter()
             .map(|shard| shard.capacity() * ENTRY)
             .sum();
-        self.ids.bytes() + entries + 2 * self.id_bytes
+        self.ids.bytes() + entries + self.id_bytes
     }
 }
 
@@ -189,5 +227,20 @@ mod tests {
         assert_eq!(column.get(CHUNK), Some(&2.0));
         assert_eq!(column.get(2 * CHUNK + 2), Some(&0.5));
         assert_eq!(column.get(2 * CHUNK + 3), None);
+    }
+
+    #[test]
+    fn dropping_in_pieces_empties_everything() {
+        let mut ordinals = Ordinals::default();
+        for n in 0..(CHUNK as u32 + 10) {
+            ordinals.insert(n.to_string().as_bytes(), u32::MAX);
+        }
+        let mut calls = 0;
+        while ordinals.drop_some(1000) {
+            calls += 1;
+        }
+        assert!(calls > SHARDS + CHUNK / 1000, "{calls} calls");
+        assert!(ordinals.is_empty());
+        assert_eq!(ordinals.get(b"5"), None);
     }
 }

@@ -40,6 +40,25 @@ struct SetSizes<'q> {
     sort_index: bool,
     /// Nothing can match: the user sees no client, or a FILTER field has no member at all.
     empty: bool,
+    /// The members of the user's clients set and of the installation's set (read only
+    /// without FILTER).
+    clients: usize,
+    meetings: usize,
+}
+
+/// The cost of `query` on the keyspace path, known before any meeting is read: the
+/// meeting hashes it reads at most (its smallest FILTER group, or the installation's
+/// set), plus a tenth of its clients (a hash takes 1 to 3 µs to read, a client 0.1 µs).
+pub fn estimated_reads<S: MeetingStore>(store: &S, query: &Query) -> Result<usize, CrmError> {
+    let sizes = measure(store, query)?;
+    if sizes.empty {
+        return Ok(0);
+    }
+    let hashes = sizes
+        .groups
+        .first()
+        .map_or(sizes.meetings, SizedGroup::estimate);
+    Ok(hashes.saturating_add(sizes.clients / 10))
 }
 
 fn measure<'q, S: MeetingStore>(store: &S, query: &'q Query) -> Result<SetSizes<'q>, CrmError> {
@@ -75,6 +94,8 @@ fn measure<'q, S: MeetingStore>(store: &S, query: &'q Query) -> Result<SetSizes<
         groups,
         sort_index,
         empty,
+        clients,
+        meetings,
     })
 }
 

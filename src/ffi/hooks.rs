@@ -1,19 +1,24 @@
 //! What the server calls the module for outside its commands and key-space notifications:
-//! the INFO section, a command filter (every command, before it runs), and the server
-//! events that replace the data of a database. Each callback is a plain Rust `fn` kept
+//! the INFO section, a command filter (every command, before it runs), the server events
+//! that replace the data of a database, and work run on the next turn of the event loop. Each callback is a plain Rust `fn` kept
 //! here; the trampolines contain any panic.
 
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use redis_module::{raw, Context, InfoContext};
 
-use super::string::copy_bytes;
+use super::string::lend_bytes;
 
 static INFO: OnceLock<fn(&InfoContext)> = OnceLock::new();
 static FILTER: OnceLock<fn(&FilteredCommand)> = OnceLock::new();
-static DATA_REPLACED: OnceLock<fn()> = OnceLock::new();
+static DATA_REPLACED: OnceLock<fn(DataEvent)> = OnceLock::new();
+/// The context [`run_soon`] work runs with: detached from any client, made once at load.
+static SOON_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(ptr::null_mut());
 
 /// Makes `render` the module's INFO callback (replacing the crate's default); it writes
 /// through the crate's INFO builder.
@@ -45,15 +50,16 @@ impl FilteredCommand {
         usize::try_from(count).unwrap_or(0)
     }
 
-    /// Word `pos` (0 is the command name); empty past the end.
-    pub fn arg(&self, pos: usize) -> Vec<u8> {
+    /// Word `pos` (0 is the command name); empty past the end. Lent for the callback.
+    pub fn arg(&self, pos: usize) -> &[u8] {
         let Ok(pos) = c_int::try_from(pos) else {
-            return Vec::new();
+            return &[];
         };
-        // SAFETY: the filter context is valid during the callback; the argument is lent.
+        // SAFETY: the filter context is valid during the callback, and so are its
+        // arguments: the filter reads them, never changes them.
         match unsafe { raw::RedisModule_CommandFilterArgGet } {
-            Some(get) => copy_bytes(unsafe { get(self.0, pos) }),
-            None => Vec::new(),
+            Some(get) => lend_bytes(unsafe { get(self.0, pos) }),
+            None => &[],
         }
     }
 }
@@ -86,11 +92,20 @@ extern "C" fn filter_trampoline(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     }
 }
 
-/// Calls `replaced` whenever the data of a database is replaced behind the module's back:
+/// What happened to the data of the databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataEvent {
+    /// Replaced (or about to be): a flush, SWAPDB, the start of a load.
+    Replaced,
+    /// A load (RDB, AOF, full sync, DEBUG RELOAD) ended: the data is all there.
+    Loaded,
+}
+
+/// Calls `on_event` whenever the data of a database is replaced behind the module's back:
 /// FLUSHDB/FLUSHALL, SWAPDB, loading (RDB, AOF, a replica's full sync, DEBUG RELOAD) and a
-/// replica's asynchronous load (where the server has that event).
-pub fn on_data_replaced(ctx: &Context, replaced: fn()) -> Result<(), String> {
-    let _ = DATA_REPLACED.set(replaced);
+/// replica's asynchronous load (where the server has that event), and when a load ends.
+pub fn on_data_replaced(ctx: &Context, on_event: fn(DataEvent)) -> Result<(), String> {
+    let _ = DATA_REPLACED.set(on_event);
     // SAFETY: the function table is loaded.
     let subscribe = unsafe { raw::RedisModule_SubscribeToServerEvent }
         .ok_or("no server events on this server")?;
@@ -114,11 +129,97 @@ pub fn on_data_replaced(ctx: &Context, replaced: fn()) -> Result<(), String> {
 
 extern "C" fn event_trampoline(
     _ctx: *mut raw::RedisModuleCtx,
-    _event: raw::RedisModuleEvent,
-    _subevent: u64,
+    event: raw::RedisModuleEvent,
+    subevent: u64,
     _data: *mut c_void,
 ) {
-    if let Some(replaced) = DATA_REPLACED.get() {
-        let _ = catch_unwind(replaced);
+    let loaded = event.id == raw::REDISMODULE_EVENT_LOADING
+        && subevent == raw::REDISMODULE_SUBEVENT_LOADING_ENDED;
+    let kind = if loaded {
+        DataEvent::Loaded
+    } else {
+        DataEvent::Replaced
+    };
+    if let Some(on_event) = DATA_REPLACED.get() {
+        let _ = catch_unwind(|| on_event(kind));
+    }
+}
+
+/// Makes the context [`run_soon`] work runs with (database 0, no client).
+pub fn register_run_soon(ctx: &Context) -> Result<(), String> {
+    // SAFETY: the function table is loaded; called from OnLoad with the module's context.
+    let detached = unsafe { raw::RedisModule_GetDetachedThreadSafeContext }
+        .ok_or("no detached contexts on this server")?;
+    let soon_ctx = unsafe { detached(ctx.ctx) };
+    if soon_ctx.is_null() {
+        return Err("cannot make a detached context".to_string());
+    }
+    SOON_CTX.store(soon_ctx, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Runs `work` on the main thread at the next turn of the event loop, after the clients
+/// ready by then are served, without sleeping first (a plain timer sleeps at least a
+/// millisecond): at the end of this turn, a timer due at once is armed. `false` when the
+/// server cannot.
+pub fn run_soon(work: fn(&Context)) -> bool {
+    at_end_of_turn(timer_trampoline, work)
+}
+
+/// Runs `work` on the main thread when this turn of the event loop ends (after the
+/// commands of this turn); `false` when the server cannot.
+pub fn run_at_end_of_turn(work: fn(&Context)) -> bool {
+    at_end_of_turn(direct_trampoline, work)
+}
+
+fn run_now(ctx: &Context, work: fn(&Context)) {
+    work(ctx);
+}
+
+/// The server runs the end-of-turn callbacks until none is left, including those added
+/// meanwhile: work that schedules itself again must go through a timer.
+fn arm_timer_now(ctx: &Context, work: fn(&Context)) {
+    ctx.create_timer(Duration::ZERO, |ctx, work: fn(&Context)| work(ctx), work);
+}
+
+fn at_end_of_turn(trampoline: extern "C" fn(*mut c_void), work: fn(&Context)) -> bool {
+    if SOON_CTX.load(Ordering::Relaxed).is_null() {
+        return false;
+    }
+    // SAFETY: the function table is loaded; the callback lives forever and gets back the
+    // function pointer passed here as its data.
+    unsafe { raw::RedisModule_EventLoopAddOneShot }.is_some_and(|add| {
+        let data = work as *mut c_void;
+        let added = unsafe { add(Some(trampoline), data) };
+        added == raw::REDISMODULE_OK as c_int
+    })
+}
+
+extern "C" fn timer_trampoline(data: *mut c_void) {
+    run_with(data, arm_timer_now);
+}
+
+extern "C" fn direct_trampoline(data: *mut c_void) {
+    run_with(data, run_now);
+}
+
+fn run_with(data: *mut c_void, how: fn(&Context, fn(&Context))) {
+    let soon_ctx = SOON_CTX.load(Ordering::Relaxed);
+    if data.is_null() || soon_ctx.is_null() {
+        return;
+    }
+    // SAFETY: `data` is the `fn(&Context)` that `at_end_of_turn` was given.
+    let work = unsafe { std::mem::transmute::<*mut c_void, fn(&Context)>(data) };
+    let _ = catch_unwind(AssertUnwindSafe(|| how(&Context::new(soon_ctx), work)));
+}
+
+/// Frees the context of [`run_soon`] when the module unloads.
+pub fn release_run_soon() {
+    let soon_ctx = SOON_CTX.swap(ptr::null_mut(), Ordering::Relaxed);
+    // SAFETY: made by GetDetachedThreadSafeContext, freed once.
+    if let (false, Some(free)) = (soon_ctx.is_null(), unsafe {
+        raw::RedisModule_FreeThreadSafeContext
+    }) {
+        unsafe { free(soon_ctx) };
     }
 }

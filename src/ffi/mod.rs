@@ -16,6 +16,7 @@
 //! - the command filter and the server events SWAPDB and REPL_ASYNC_LOAD ([`hooks`]),
 //!   which the crate does not wrap.
 
+pub mod block;
 pub mod command_info;
 pub mod hooks;
 pub mod key;

@@ -73,6 +73,25 @@ impl SharedString {
 }
 
 /// Copies the bytes of a string the server handed us (empty for NULL).
+/// The bytes of a string the server lends, for as long as it lends it (`'a` is the
+/// caller's promise).
+pub(super) fn lend_bytes<'a>(string: *const raw::RedisModuleString) -> &'a [u8] {
+    // SAFETY: the function table is loaded.
+    let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {
+        return &[];
+    };
+    if string.is_null() {
+        return &[];
+    }
+    let mut len = 0usize;
+    // SAFETY: `string` is live for `'a`; the server keeps its bytes unchanged meanwhile.
+    let data = unsafe { ptr_len(string, &mut len) };
+    if data.is_null() {
+        return &[];
+    }
+    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
+}
+
 pub(super) fn copy_bytes(string: *const raw::RedisModuleString) -> Vec<u8> {
     // SAFETY: the function table is loaded.
     let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {

@@ -1,8 +1,9 @@
 //! Following changes: CRM writes applied directly, and what the glue reports (a part's key
 //! or a meeting's hash changed behind the index's back).
 
-use super::{order_key, Index, Load, Part, SetName, SortData};
-use crate::core::types::{Bytes, Effect};
+use super::{order_key, set_ref, Index, Load, Part, SetName, SortData};
+use crate::core::store::IndexSource;
+use crate::core::types::{Bytes, Effect, SetRef};
 use crate::error::CrmError;
 
 impl<C> Index<C> {
@@ -66,6 +67,59 @@ impl<C> Index<C> {
                 }
                 (Part::Sort(field), _) => self.sort_membership(&field, ordinal, None),
                 (Part::Clients(_), _) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Members of a part's key changed (a command named them; it has run): each one is
+    /// given what the key holds now. `ids` are meeting ids (a set or sort part) or client
+    /// ids (a user's part). A part still scanning reads them again when its scan ends.
+    pub fn members_changed<S: IndexSource>(
+        &mut self,
+        store: &S,
+        part: &Part,
+        ids: &[Bytes],
+    ) -> Result<(), CrmError> {
+        let installation = self.installation.clone();
+        match part {
+            Part::Set(name) => {
+                let found = store.set_contains_each(set_ref(&installation, name), ids)?;
+                for (id, member) in ids.iter().zip(found) {
+                    let ordinal = self.ordinal(id)?;
+                    self.set_membership(name, ordinal, member);
+                }
+            }
+            Part::Sort(field) => {
+                let scores = store.sort_scores(&installation, field, ids)?;
+                for (id, score) in ids.iter().zip(scores) {
+                    let ordinal = self.ordinal(id)?;
+                    self.sort_membership(field, ordinal, score);
+                }
+            }
+            Part::Clients(user) => {
+                let ready = self.users.get(user).is_some_and(|p| p.load.is_ready());
+                if !ready {
+                    // A scan of a user's set keeps no list of members changed meanwhile.
+                    self.mark_stale(part);
+                    return Ok(());
+                }
+                let set = SetRef::VisibleClients {
+                    installation: &installation,
+                    user,
+                };
+                let found = store.set_contains_each(set, ids)?;
+                for (client, member) in ids.iter().zip(found) {
+                    let ordinal = self.client_ordinal(client)?;
+                    if let Some(part) = self.users.get_mut(user) {
+                        if member {
+                            part.data.insert(ordinal);
+                        } else {
+                            part.data.remove(ordinal);
+                        }
+                    }
+                }
+                self.visible.remove(user);
             }
         }
         Ok(())

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use roaring::RoaringBitmap;
 
 use super::follow::set_score;
-use super::{Index, Load, Loaded, SetName, SortData, NO_CLIENT};
+use super::{set_ref, Index, Load, Loaded, SetName, SortData, NO_CLIENT};
 use crate::core::store::{IndexRow, IndexSource};
 use crate::core::types::{Bytes, SetRef};
 use crate::error::CrmError;
@@ -97,17 +97,6 @@ struct Sets;
 struct Sorts;
 /// A user's clients set: client ordinals.
 struct Users;
-
-fn set_ref<'a>(installation: &'a [u8], name: &'a SetName) -> SetRef<'a> {
-    match name {
-        SetName::Meetings => SetRef::Meetings { installation },
-        SetName::Value(field, value) => SetRef::Filter {
-            installation,
-            field,
-            value,
-        },
-    }
-}
 
 impl<S: IndexSource> PartKind<S> for Sets {
     type Name = SetName;

@@ -27,7 +27,7 @@ use roaring::RoaringBitmap;
 use super::buckets::Buckets;
 use super::dense::{bitmap_bytes, Chunked, Ordinals};
 use super::query::Query;
-use super::types::Bytes;
+use super::types::{Bytes, SetRef};
 use crate::error::CrmError;
 
 /// The client ordinal of a meeting without a hash or without a client.
@@ -52,6 +52,18 @@ pub enum Part {
     Sort(Bytes),
     /// The set of clients a user may see.
     Clients(Bytes),
+}
+
+/// The set a [`SetName`] stands for in an installation.
+pub(super) fn set_ref<'a>(installation: &'a [u8], name: &'a SetName) -> SetRef<'a> {
+    match name {
+        SetName::Meetings => SetRef::Meetings { installation },
+        SetName::Value(field, value) => SetRef::Filter {
+            installation,
+            field,
+            value,
+        },
+    }
 }
 
 /// The parts a query reads.
@@ -223,6 +235,39 @@ impl<C> Index<C> {
                 Part::Sort(field) => self.sorts.get(field).is_some_and(|p| p.load.is_ready()),
                 Part::Clients(user) => self.users.get(user).is_some_and(|p| p.load.is_ready()),
             })
+    }
+
+    /// Frees a bounded piece of a dropped index (a million meetings freed at once hold the
+    /// server for tens of milliseconds); `false` once nothing is left.
+    pub fn free_some(&mut self) -> bool {
+        /// Ids or bitmaps freed per call: about a millisecond.
+        const PIECE: usize = 8192;
+        fn drop_one<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) -> bool {
+            let key = map.keys().next().cloned();
+            key.is_some_and(|key| map.remove(&key).is_some())
+        }
+        self.ordinals.drop_some(PIECE)
+            || self.clients.drop_some(PIECE)
+            || self.client_meetings.drop_some(PIECE)
+            || self.client_of.drop_some(usize::MAX)
+            || drop_one(&mut self.sets)
+            || drop_one(&mut self.sorts)
+            || drop_one(&mut self.users)
+            || drop_one(&mut self.visible)
+    }
+
+    /// How far loading is, for a client told to retry: meetings whose row is read, of
+    /// those known so far, and the parts still loading.
+    pub fn progress(&self) -> String {
+        let pending = self.rows_pending.len();
+        let known = self.ordinals.len() as u64;
+        let parts = self.sets.values().filter(|p| !p.load.is_ready()).count()
+            + self.sorts.values().filter(|p| !p.load.is_ready()).count()
+            + self.users.values().filter(|p| !p.load.is_ready()).count();
+        format!(
+            "{} of {known} meetings read, {parts} keys still loading",
+            known.saturating_sub(pending)
+        )
     }
 
     /// Whether anything waits to be loaded.

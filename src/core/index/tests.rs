@@ -170,7 +170,7 @@ fn random_change(
     let kind = if rng.below(100) < raw_percent {
         0
     } else {
-        1 + rng.below(3)
+        1 + rng.below(4)
     };
     match kind {
         // A raw write: the glue reports every key it touched.
@@ -208,6 +208,38 @@ fn random_change(
                 },
             ];
             index.apply_write(id.as_bytes(), &effects).unwrap();
+        }
+        // Raw writes the glue saw member by member (SADD, SREM, ZADD of named members).
+        4 => {
+            let value = TYPES[rng.below(3) as usize];
+            let key = (b"10".to_vec(), b"type".to_vec(), value.as_bytes().to_vec());
+            let set = store.filter_sets.entry(key).or_default();
+            let id_bytes = id.as_bytes().to_vec();
+            if rng.below(2) == 0 {
+                set.retain(|member| *member != id_bytes);
+            } else if !set.contains(&id_bytes) {
+                set.push(id_bytes.clone());
+            }
+            let part = Part::Set(SetName::Value(b"type".to_vec(), value.as_bytes().to_vec()));
+            index
+                .members_changed(store, &part, &[id_bytes.clone()])
+                .unwrap();
+            store.score("date", &id, rng.below(40) as f64);
+            let part = Part::Sort(b"date".to_vec());
+            index.members_changed(store, &part, &[id_bytes]).unwrap();
+            let user = text(rng, "", 6);
+            let client = text(rng, "", 20);
+            let clients = store
+                .user_clients
+                .entry(user.as_bytes().to_vec())
+                .or_default();
+            if !clients.contains(&client.clone().into_bytes()) {
+                clients.push(client.clone().into_bytes());
+            }
+            let part = Part::Clients(user.into_bytes());
+            index
+                .members_changed(store, &part, &[client.into_bytes()])
+                .unwrap();
         }
         // A user's clients change.
         2 => {

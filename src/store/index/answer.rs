@@ -26,20 +26,32 @@ use crate::store::keyspace::KeyspaceStore;
 /// path (each is touched before every answer).
 const MAX_VOLATILE_KEYS: usize = 1000;
 
-/// The page of `query` from its installation's index, or why the keyspace path must answer
-/// (the index is loading, the caller's ACL is restricted, ...). `forced` picks the plan
-/// (`crm.index-plan`).
+/// Where a query's answer comes from.
+pub enum Route {
+    /// The index answered.
+    Page(Page),
+    /// The index is loading what the query reads: wait for it (or, for a small query,
+    /// take the keyspace path).
+    Loading,
+    /// The keyspace path must answer, for this reason.
+    Keyspace(&'static str),
+}
+
+/// The page of `query` from its installation's index, or why it cannot answer now.
+/// `forced` picks the plan (`crm.index-plan`).
 pub fn try_answer(
     ctx: &Context,
     store: &KeyspaceStore,
     query: &Query,
     forced: Option<PlanKind>,
     trace: &mut Trace,
-) -> Result<Result<Page, &'static str>, CrmError> {
+) -> Result<Route, CrmError> {
     // The index holds what the caller may not be allowed to read (every meeting's client):
     // only callers who may read every key use it; the keyspace path checks key by key.
     if !may_read_every_key(ctx)? {
-        return Ok(Err("the user's ACL limits the keys it may read"));
+        return Ok(Route::Keyspace(
+            "the user's ACL limits the keys it may read",
+        ));
     }
     // The keys the query names are opened as the keyspace path opens them, in its order
     // (the user's clients first): ACL, cluster slot and type, so that the same error comes
@@ -61,23 +73,18 @@ pub fn try_answer(
     let key = (selected_db(ctx)?, query.installation.clone());
     let started = Instant::now();
     with_registry(|registry| {
-        let Some(entry) = registry.entry_for(&key, store, query)? else {
-            return Ok(Err(registry.why_not(&key)));
+        let Some(entry) = registry.entry_for(&key, store)? else {
+            return Ok(Route::Keyspace(registry.why_not(&key)));
         };
         touch_volatile(ctx, store, entry)?;
         let volatile =
             entry.volatile.len() + entry.index.expiring_count() + entry.field_volatile.len();
         if volatile > MAX_VOLATILE_KEYS {
             registry.rest(&key, "too many keys with a TTL");
-            return Ok(Err("too many keys with a TTL"));
+            return Ok(Route::Keyspace("too many keys with a TTL"));
         }
-        for part in entry.index.register(&parts) {
-            let (name, _) = store.part_key(&query.installation, &part);
-            watch_ttl(ctx, entry, &name)?;
-            let parts = entry.watched.entry(name).or_default();
-            if !parts.contains(&part) {
-                parts.push(part);
-            }
+        for name in register(ctx, store, entry, &parts)? {
+            registry.routes.watch(key.0, &name, &key.1);
         }
         registry.apply_pending();
         let ready = |registry: &Registry| {
@@ -91,14 +98,15 @@ pub fn try_answer(
             registry.hold(started);
             if !done {
                 registry.arm_timer(ctx);
-                return Ok(Err("the index is loading"));
+                return Ok(Route::Loading);
             }
             if !ready(registry) {
-                return Ok(Err("a key the query reads cannot be loaded"));
+                return Ok(Route::Keyspace("a key the query reads cannot be loaded"));
             }
         }
         let Some(entry) = registry.entries.get_mut(&key) else {
-            return Ok(Err("the index is loading"));
+            // Dropped while loading (over the memory budget, or it could not be built).
+            return Ok(Route::Keyspace(registry.why_not(&key)));
         };
         let visible_built = entry.index.counters.visible_built;
         let answer = entry.index.execute(store, query, forced, trace)?;
@@ -109,12 +117,12 @@ pub fn try_answer(
                 if let Some(count) = registry.figures.plans.get_mut(slot) {
                     *count += 1;
                 }
-                Ok(page)
+                Route::Page(page)
             }
-            Answer::Unsupported(reason) => Err(reason),
+            Answer::Unsupported(reason) => Route::Keyspace(reason),
             Answer::Changed => {
                 registry.arm_timer(ctx);
-                Err("a meeting changed under the index")
+                Route::Loading
             }
         };
         if grew {
@@ -124,15 +132,39 @@ pub fn try_answer(
     })
 }
 
+/// Adds `parts` to the entry's index (they load from now on) and follows their keys;
+/// returns the keys it reads from now on, to route their notifications to it.
+pub(super) fn register(
+    ctx: &Context,
+    store: &KeyspaceStore,
+    entry: &mut Entry,
+    parts: &[Part],
+) -> Result<Vec<Bytes>, CrmError> {
+    let installation = entry.index.installation().to_vec();
+    let mut new_keys = Vec::new();
+    for part in entry.index.register(parts) {
+        let (name, _) = store.part_key(&installation, &part);
+        watch_ttl(ctx, entry, &name)?;
+        let parts = entry.watched.entry(name.clone()).or_default();
+        if parts.is_empty() {
+            new_keys.push(name);
+        }
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    Ok(new_keys)
+}
+
 impl Registry {
     /// The installation's entry, created when missing; `None` while it rests or when its
     /// templates cannot be read back (see [`Registry::why_not`]).
-    fn entry_for(
+    pub(super) fn entry_for(
         &mut self,
         key: &(i32, Bytes),
         store: &KeyspaceStore,
-        query: &Query,
     ) -> Result<Option<&mut Entry>, CrmError> {
+        let installation = &key.1;
         if let Some((until, _)) = self.resting.get(key) {
             if Instant::now() < *until {
                 return Ok(None);
@@ -150,18 +182,24 @@ impl Registry {
         // A meeting's hash and sort member are recognised by the text around their one <id>.
         let around = |template: &Template| {
             template.around(Placeholder::Id, |slot| match slot {
-                Placeholder::Installation => &query.installation,
+                Placeholder::Installation => installation,
                 _ => b"",
             })
         };
         let meeting_key = around(&templates.meeting);
-        if meeting_key.is_none() || around(&templates.sort_member).is_none() {
+        let Some((before, after)) = &meeting_key else {
             return Ok(None);
+        };
+        let Some(sort_member) = around(&templates.sort_member) else {
+            return Ok(None);
+        };
+        if !self.entries.contains_key(key) {
+            self.routes
+                .meetings_named(key.0, installation, before, after);
         }
-        let entry = self
-            .entries
-            .entry(key.clone())
-            .or_insert_with(|| Entry::new(templates.clone(), meeting_key, &query.installation));
+        let entry = self.entries.entry(key.clone()).or_insert_with(|| {
+            Entry::new(templates.clone(), meeting_key, sort_member, installation)
+        });
         Ok(Some(entry))
     }
 
@@ -175,7 +213,7 @@ impl Registry {
 
     /// Drops the installation's index; it is not built again for a while.
     fn rest(&mut self, key: &(i32, Bytes), reason: &'static str) {
-        self.entries.remove(key);
+        self.remove_entry(key);
         self.resting
             .insert(key.clone(), (Instant::now() + MEMORY_REST, reason));
     }

@@ -4,7 +4,9 @@
 //! A change to a key a part was loaded from marks that part stale; a change to a meeting's
 //! hash marks its row stale (a key may be both: templates may render one name twice). A
 //! CRM write updates its index directly: its own effect notifications are held until it
-//! ends, then followed except for the parts the write updated (see `writes.rs`).
+//! ends, then followed except for the parts the write updated (see `writes.rs`). Other
+//! commands that add or remove named members are followed member by member when the
+//! command filter noted them (see `members.rs`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -12,11 +14,14 @@ use std::sync::{PoisonError, TryLockError};
 
 use redis_module::{Context, NotifyEvent};
 
+use super::members;
 use super::{recover, with_registry, Entry, Registry, ACTIVE, REGISTRY};
 use crate::core::index::Part;
 use crate::core::types::Bytes;
 use crate::ffi::selected_db;
+use crate::store::access::KeyGuard;
 use crate::store::keys::strip;
+use crate::store::keyspace::KeyspaceStore;
 
 /// Notifications that arrived while the registry was in use (a key expiring as the index
 /// reads it); applied when it is released.
@@ -25,8 +30,11 @@ static PENDING: std::sync::Mutex<Vec<(i32, Bytes, Event)>> = std::sync::Mutex::n
 /// What a notification means to an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Event {
-    /// A command a CRM write runs for one of its effects (the write updates the index).
+    /// HSET, which a CRM write runs for one of its effects (the write updates the index).
     Effect,
+    /// A command that adds or removes named members (SADD, SREM, ZADD, ZINCRBY, ZREM);
+    /// a CRM write runs the first four of them too.
+    Members,
     /// A hash field got a TTL (HEXPIRE): the meeting's row is read again before each
     /// answer from now on (where the server cannot tell a row read about field TTLs).
     FieldExpire,
@@ -39,7 +47,8 @@ pub(super) enum Event {
 impl Event {
     fn of(name: &str) -> Event {
         match name {
-            "sadd" | "srem" | "zadd" | "zrem" | "hset" => Event::Effect,
+            "sadd" | "srem" | "zadd" | "zrem" | "zincr" => Event::Members,
+            "hset" => Event::Effect,
             "hexpire" => Event::FieldExpire,
             "del" | "expired" | "evicted" | "rename_from" | "move_from" => Event::Gone,
             _ => Event::Other,
@@ -57,7 +66,7 @@ pub fn on_key_event(ctx: &Context, _class: NotifyEvent, event: &str, key: &[u8])
         let event = Event::of(event);
         match REGISTRY.try_lock() {
             Ok(mut registry) => {
-                registry.key_changed(db, key, event);
+                registry.key_changed(Some(ctx), db, key, event);
                 registry.apply_pending();
             }
             // The registry is in use further up this thread's stack: apply it afterwards.
@@ -67,7 +76,7 @@ pub fn on_key_event(ctx: &Context, _class: NotifyEvent, event: &str, key: &[u8])
                 .push((db, key.to_vec(), event)),
             Err(TryLockError::Poisoned(poisoned)) => {
                 let mut registry = recover(poisoned);
-                registry.key_changed(db, key, event);
+                registry.key_changed(Some(ctx), db, key, event);
                 registry.apply_pending();
             }
         }
@@ -83,18 +92,30 @@ impl Registry {
     pub(super) fn apply_pending(&mut self) {
         let events = std::mem::take(&mut *PENDING.lock().unwrap_or_else(PoisonError::into_inner));
         for (db, key, event) in events {
-            self.key_changed(db, &key, event);
+            self.key_changed(None, db, &key, event);
         }
     }
 
-    fn key_changed(&mut self, db: i32, key: &[u8], event: Event) {
-        for ((entry_db, installation), entry) in &mut self.entries {
-            if *entry_db != db {
-                continue;
+    /// Follows a notification; with a context, a command's noted members are read back.
+    fn key_changed(&mut self, ctx: Option<&Context>, db: i32, key: &[u8], event: Event) {
+        let noted = members::take(key).filter(|_| event == Event::Members);
+        let mut concerned: Vec<Bytes> = self.routes.readers(db, key).to_vec();
+        for (installation, _) in self.routes.meeting_of(db, key) {
+            if !concerned.contains(installation) {
+                concerned.push(installation.clone());
             }
+        }
+        for installation in concerned {
+            let index_key = (db, installation);
+            let Some(entry) = self.entries.get_mut(&index_key) else {
+                continue;
+            };
             let writing = match &mut self.writing {
-                Some(writing) if event == Event::Effect && writing.key.0 == db => {
-                    (&writing.key.1 == installation).then_some(writing)
+                Some(writing)
+                    if matches!(event, Event::Effect | Event::Members)
+                        && writing.key == index_key =>
+                {
+                    Some(writing)
                 }
                 _ => None,
             };
@@ -103,11 +124,51 @@ impl Registry {
                 if !writing.deferred.iter().any(|known| known == key) {
                     writing.deferred.push(key.to_vec());
                 }
-            } else if follow(entry, key, event, &[]) {
+                continue;
+            }
+            let updated = match (ctx, &noted) {
+                (Some(ctx), Some(members)) => follow_members(ctx, entry, key, members),
+                _ => Vec::new(),
+            };
+            self.figures.member_updates += updated.len() as u64;
+            if follow(entry, key, event, &updated) {
                 self.figures.invalidations += 1;
             }
         }
     }
+}
+
+/// Gives each part loaded from `key` what the key now holds for `members` (named by the
+/// command that changed it); returns the parts so updated.
+fn follow_members(ctx: &Context, entry: &mut Entry, key: &[u8], members: &[Bytes]) -> Vec<Part> {
+    let Some(parts) = entry.watched.get(key).cloned() else {
+        return Vec::new();
+    };
+    let Ok(guard) = KeyGuard::new(ctx, None, entry.index.installation()) else {
+        return Vec::new();
+    };
+    let store = KeyspaceStore::new(ctx, entry.templates.clone(), guard);
+    let mut updated = Vec::new();
+    for part in parts {
+        let ids: Option<Vec<Bytes>> = match &part {
+            // A sort member names its meeting in the sort-member template.
+            Part::Sort(_) => members
+                .iter()
+                .map(|member| {
+                    let (before, after) = &entry.sort_member;
+                    strip(member, before, after).map(<[u8]>::to_vec)
+                })
+                .collect(),
+            Part::Set(_) | Part::Clients(_) => Some(members.to_vec()),
+        };
+        let Some(ids) = ids else {
+            continue;
+        };
+        if entry.index.members_changed(&store, &part, &ids).is_ok() {
+            updated.push(part);
+        }
+    }
+    updated
 }
 
 /// What a change to `key` means to one index: every part loaded from it but those in

@@ -9,6 +9,7 @@ use redis_module::Context;
 
 use super::{with_registry, Registry};
 use crate::core::types::Bytes;
+use crate::ffi::hooks::run_soon;
 use crate::ffi::{select_db, selected_db};
 use crate::store::access::KeyGuard;
 use crate::store::keyspace::KeyspaceStore;
@@ -26,10 +27,21 @@ pub(super) const MEMORY_REST: Duration = Duration::from_secs(60);
 const MEASURE_EVERY: Duration = Duration::from_millis(250);
 
 impl Registry {
+    /// Makes sure a loading slice comes: at the next turn of the event loop (after the
+    /// clients that are ready are served), or after a millisecond where the server cannot.
     pub(super) fn arm_timer(&mut self, ctx: &Context) {
+        self.arm_soon();
         if !self.timer_armed {
-            ctx.create_timer(Duration::from_millis(1), build_slice, ());
+            ctx.create_timer(Duration::from_millis(1), |ctx, ()| build_slice(ctx), ());
             self.timer_armed = true;
+        }
+    }
+
+    /// [`Registry::arm_timer`] where no context is at hand; where the server cannot, the
+    /// next query arms it.
+    pub(super) fn arm_soon(&mut self) {
+        if !self.timer_armed {
+            self.timer_armed = run_soon(build_slice);
         }
     }
 
@@ -56,7 +68,7 @@ impl Registry {
         let done = match outcome {
             Ok(done) => done,
             Err(_) => {
-                self.entries.remove(key);
+                self.remove_entry(key);
                 self.resting.insert(
                     key.clone(),
                     (
@@ -95,11 +107,23 @@ impl Registry {
             entry.index.drop_visible_caches();
             entry.memory = entry.index.heap_bytes();
         }
-        if self.memory() > budget && self.entries.remove(key).is_some() {
+        if self.memory() > budget && self.remove_entry(key) {
             self.resting.insert(
                 key.clone(),
                 (Instant::now() + MEMORY_REST, "over crm.index-max-memory"),
             );
+        }
+    }
+
+    /// Frees dropped indexes, a piece at a time, until `deadline`.
+    fn free_released(&mut self, deadline: Instant) {
+        while Instant::now() < deadline {
+            let Some(index) = self.released.last_mut() else {
+                return;
+            };
+            if !index.free_some() {
+                self.released.pop();
+            }
         }
     }
 
@@ -108,14 +132,19 @@ impl Registry {
     }
 }
 
-/// One slice of loading for every index with work, then the next slice if work remains.
-fn build_slice(ctx: &Context, _: ()) {
+/// One slice of loading for every index with work, then the next slice if work remains
+/// or clients wait.
+pub fn build_slice(ctx: &Context) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let started = Instant::now();
         let deadline = started + SLICE;
         let original_db = selected_db(ctx).unwrap_or(0);
         with_registry(|registry| {
             registry.timer_armed = false;
+            if registry.preloading.is_some() {
+                // A failed step ends preloading; queries still build their indexes.
+                let _ = registry.preload_step(ctx, deadline);
+            }
             let waiting: Vec<(i32, Bytes)> = registry
                 .entries
                 .iter()
@@ -138,11 +167,17 @@ fn build_slice(ctx: &Context, _: ()) {
                 let store = KeyspaceStore::new(ctx, entry.templates.clone(), guard);
                 registry.refresh(&key, &store, deadline);
             }
+            registry.free_released(deadline);
             registry.hold(started);
-            if registry
+            registry.wake_ready();
+            let work = registry
                 .entries
                 .values()
-                .any(|entry| entry.index.has_work())
+                .any(|entry| entry.index.has_work());
+            if work
+                || !registry.waiters.is_empty()
+                || registry.preloading.is_some()
+                || !registry.released.is_empty()
             {
                 registry.arm_timer(ctx);
             }

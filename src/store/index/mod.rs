@@ -4,17 +4,25 @@
 //! - `events.rs`: key-space notifications and the server events that replace data;
 //! - `loading.rs`: loading in bounded slices, memory measured against the budget;
 //! - `ttl.rs`: keys with a TTL touched before each answer;
-//! - `writes.rs`: CRM writes applied to their index directly.
+//! - `writes.rs`: CRM writes applied to their index directly;
+//! - `members.rs`: other commands' members, noted by the command filter;
+//! - `routes.rs`: which indexes a notification concerns, in a few lookups.
 //!
 //! - `answer.rs`: a query reads the index only when every part it needs is loaded; it says
-//!   why not otherwise, and the command answers from the keyspace.
+//!   why not otherwise: the index is loading, or the keyspace path must answer;
+//! - `waiting.rs`: clients blocked until their index is loaded;
+//! - `preload.rs`: indexes built after a load without waiting for a query.
 //!
 //! Everything runs on the main thread; settings come in as arguments.
 
 pub mod answer;
 pub mod events;
 mod loading;
+pub mod members;
+pub mod preload;
+mod routes;
 mod ttl;
+pub mod waiting;
 pub mod writes;
 
 use std::collections::{HashMap, HashSet};
@@ -40,15 +48,25 @@ pub struct Figures {
     pub longest_hold_us: u64,
     pub partial_rebuilds: u64,
     pub invalidations: u64,
+    /// Parts updated member by member after a command the filter saw.
+    pub member_updates: u64,
     pub dropped: u64,
     pub plans: [u64; 3],
     pub keyspace_answers: u64,
+    /// Queries that waited for their index (blocked clients).
+    pub waits: u64,
+    /// Waits that passed `crm.index-wait-ms` (answered `LOADING ...`).
+    pub wait_timeouts: u64,
+    /// Queries answered `LOADING ...` at once: they could not wait (MULTI/EXEC, scripts).
+    pub loading_errors: u64,
 }
 
 struct Entry {
     templates: KeyTemplates,
     /// The meeting key's text around `<id>`, to recognise a meeting's hash by its name.
     meeting_key: Option<(Bytes, Bytes)>,
+    /// The sort member's text around `<id>`, to find a sort member's meeting.
+    sort_member: (Bytes, Bytes),
     index: Index<ScanCursor>,
     /// Key name to the parts loaded from it.
     watched: HashMap<Bytes, Vec<Part>>,
@@ -71,10 +89,12 @@ impl Entry {
     fn new(
         templates: KeyTemplates,
         meeting_key: Option<(Bytes, Bytes)>,
+        sort_member: (Bytes, Bytes),
         installation: &[u8],
     ) -> Self {
         Entry {
             meeting_key,
+            sort_member,
             templates,
             index: Index::new(installation.to_vec()),
             watched: HashMap::new(),
@@ -102,6 +122,13 @@ struct Registry {
     resting: HashMap<(i32, Bytes), (Instant, &'static str)>,
     /// The CRM write under way, if any.
     writing: Option<Writing>,
+    /// Clients blocked until their index is loaded.
+    waiters: Vec<waiting::Waiter>,
+    preloading: Option<preload::Preloading>,
+    /// Which indexes each notification concerns.
+    routes: routes::Routes,
+    /// Indexes dropped, freed a bounded piece at a time by the loading slices.
+    released: Vec<Index<ScanCursor>>,
     timer_armed: bool,
     /// The bytes all indexes may hold together (`crm.index-max-memory`), read when needed.
     max_memory: fn() -> usize,
@@ -113,6 +140,10 @@ lazy_static::lazy_static! {
         entries: HashMap::new(),
         resting: HashMap::new(),
         writing: None,
+        waiters: Vec::new(),
+        preloading: None,
+        routes: routes::Routes::default(),
+        released: Vec::new(),
         timer_armed: false,
         max_memory: || usize::MAX,
         figures: Figures::default(),
@@ -130,6 +161,7 @@ fn lock_registry() -> MutexGuard<'static, Registry> {
 fn recover(poisoned: PoisonError<MutexGuard<'static, Registry>>) -> MutexGuard<'static, Registry> {
     let mut registry = poisoned.into_inner();
     registry.entries.clear();
+    registry.routes.clear();
     registry.writing = None;
     REGISTRY.clear_poison();
     registry
@@ -139,6 +171,9 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     let mut registry = lock_registry();
     let out = f(&mut registry);
     registry.apply_pending();
+    if !registry.waiters.is_empty() {
+        registry.wake_ready();
+    }
     ACTIVE.store(!registry.entries.is_empty(), Ordering::Relaxed);
     out
 }
@@ -146,14 +181,37 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
 impl Registry {
     fn drop_all(&mut self) {
         self.figures.dropped += self.entries.len() as u64;
-        self.entries.clear();
+        let keys: Vec<(i32, Bytes)> = self.entries.keys().cloned().collect();
+        for key in keys {
+            self.remove_entry(&key);
+        }
+        self.routes.clear();
         self.resting.clear();
+    }
+
+    /// Drops one index. Its memory is freed by the loading slices, a bounded piece at a
+    /// time: a million meetings freed at once hold the server for tens of milliseconds.
+    fn remove_entry(&mut self, key: &(i32, Bytes)) -> bool {
+        let Some(entry) = self.entries.remove(key) else {
+            return false;
+        };
+        self.released.push(entry.index);
+        self.arm_soon();
+        true
     }
 }
 
 /// The settings the indexes follow, read each time they are needed: the memory budget.
 pub fn follow_settings(max_memory: fn() -> usize) {
     with_registry(|registry| registry.max_memory = max_memory);
+}
+
+/// The module unloads: every index is freed now.
+pub fn free_all() {
+    with_registry(|registry| {
+        registry.drop_all();
+        registry.released.clear();
+    });
 }
 
 /// `crm.index no`: every index goes.

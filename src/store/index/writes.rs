@@ -63,7 +63,7 @@ pub fn write_through(
         };
         if !applied {
             // Whatever the write did is unknown to the index: start it again.
-            registry.entries.remove(&key);
+            registry.remove_entry(&key);
             return;
         }
         let updated = match &outcome {
@@ -109,7 +109,7 @@ impl Drop for WriteGuard {
     fn drop(&mut self) {
         with_registry(|registry| {
             if let Some(writing) = registry.writing.take() {
-                registry.entries.remove(&writing.key);
+                registry.remove_entry(&writing.key);
             }
         });
     }

@@ -1,0 +1,87 @@
+//! Clients waiting for an index: a query whose parts are still loading blocks its client
+//! (the server serves everyone else meanwhile) and runs again as soon as the loading
+//! slices made its parts ready, or answers `LOADING ...` past its timeout.
+
+use std::time::Duration;
+
+use redis_module::Context;
+
+use super::{with_registry, Registry};
+use crate::core::index::{parts_of, Part};
+use crate::core::query::Query;
+use crate::core::types::Bytes;
+use crate::error::CrmError;
+use crate::ffi::block::{self, Blocked};
+use crate::ffi::selected_db;
+
+/// A blocked client and what it waits for.
+pub(super) struct Waiter {
+    key: (i32, Bytes),
+    parts: Vec<Part>,
+    /// Dropping it wakes the client.
+    client: Blocked,
+}
+
+/// Blocks the caller until the index has every part `query` reads, for at most `timeout`.
+pub fn wait(ctx: &Context, query: &Query, timeout: Duration) -> Result<(), CrmError> {
+    let key = (selected_db(ctx)?, query.installation.clone());
+    let client = block::block(ctx, timeout)?;
+    with_registry(|registry| {
+        registry.figures.waits += 1;
+        registry.waiters.push(Waiter {
+            key,
+            parts: parts_of(query),
+            client,
+        });
+        registry.arm_timer(ctx);
+    });
+    Ok(())
+}
+
+/// The answer of a client whose wait passed its timeout: the loading progress, to retry.
+pub fn timed_out(client_id: usize, installation: &[u8]) -> CrmError {
+    with_registry(|registry| {
+        registry.figures.wait_timeouts += 1;
+        let position = registry
+            .waiters
+            .iter()
+            .position(|waiter| waiter.client.id() == client_id);
+        // Dropped here: the server frees the handle of a client that timed out.
+        let waiter = position.map(|at| registry.waiters.swap_remove(at));
+        let key = waiter.map(|waiter| waiter.key);
+        registry.loading_error(key.as_ref(), installation)
+    })
+}
+
+/// The error of a query that may not wait (inside MULTI/EXEC or a script) while its
+/// installation's index loads.
+pub fn loading_error(ctx: &Context, installation: &[u8]) -> CrmError {
+    let key = selected_db(ctx).ok().map(|db| (db, installation.to_vec()));
+    with_registry(|registry| {
+        registry.figures.loading_errors += 1;
+        registry.loading_error(key.as_ref(), installation)
+    })
+}
+
+impl Registry {
+    fn loading_error(&self, key: Option<&(i32, Bytes)>, installation: &[u8]) -> CrmError {
+        let progress = key
+            .and_then(|key| self.entries.get(key))
+            .map_or_else(|| "starting".to_string(), |entry| entry.index.progress());
+        CrmError::Loading {
+            installation: installation.to_vec(),
+            progress,
+        }
+    }
+
+    /// Wakes the clients whose parts are ready, or whose index is gone or has nothing left
+    /// to load (their query runs again and finds its own way).
+    pub(super) fn wake_ready(&mut self) {
+        let entries = &self.entries;
+        self.waiters.retain(|waiter| {
+            entries
+                .get(&waiter.key)
+                .is_some_and(|entry| entry.index.has_work() && !entry.index.is_ready(&waiter.parts))
+        });
+    }
+}
