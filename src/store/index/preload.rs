@@ -25,6 +25,8 @@ use crate::store::keyspace::KeyspaceStore;
 
 /// The database preloaded indexes are built in.
 const PRELOAD_DB: i32 = 0;
+/// Installations registered per slice at most.
+const PER_SLICE: usize = 64;
 
 /// Which installations to preload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,14 +78,24 @@ impl Registry {
         select_db(ctx, PRELOAD_DB)?;
         let mut found = Vec::new();
         match step {
-            Step::Named(names) => found = names,
+            Step::Named(mut names) => {
+                let rest = names.split_off(names.len().min(PER_SLICE));
+                found = names;
+                if !rest.is_empty() {
+                    self.preloading = Some(Preloading {
+                        templates: templates.clone(),
+                        step: Step::Named(rest),
+                    });
+                }
+            }
             Step::Discovering(cursor) => {
                 let around = templates
                     .meetings
                     .around(Placeholder::Installation, |_| b"");
                 let mut keys = Vec::new();
                 let mut more = true;
-                while more && Instant::now() < deadline {
+                // A few installations a slice: each is registered (its keys opened) below.
+                while more && found.len() < PER_SLICE && Instant::now() < deadline {
                     keys.clear();
                     more = scan_keyspace_step(ctx, &cursor, &mut keys)?;
                     if let Some((before, after)) = &around {
