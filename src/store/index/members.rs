@@ -12,6 +12,7 @@
 //! notification without a usable note reads the whole key again, as before.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use redis_module::Context;
@@ -32,11 +33,13 @@ struct Notes {
 }
 
 static NOTES: Mutex<Option<Notes>> = Mutex::new(None);
+/// Whether any note is kept: every notification asks, almost always for nothing.
+static NOTED: AtomicBool = AtomicBool::new(false);
 
 /// The command filter's part: notes the members a command names on a watched key. Runs
 /// before every command of the server: it returns at once for the others.
 pub fn on_command(command: &FilteredCommand) {
-    if !ACTIVE.load(std::sync::atomic::Ordering::Relaxed) {
+    if !ACTIVE.load(Ordering::Relaxed) {
         return;
     }
     let name = command.arg(0);
@@ -82,6 +85,7 @@ fn note<'a>(key: &[u8], members: Option<impl Iterator<Item = &'a [u8]>>) {
     }
     let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
     let notes = notes.get_or_insert_with(Notes::default);
+    NOTED.store(true, Ordering::Relaxed);
     let entry = notes
         .keys
         .entry(key.to_vec())
@@ -107,11 +111,15 @@ fn note<'a>(key: &[u8], members: Option<impl Iterator<Item = &'a [u8]>>) {
 fn clear(_ctx: &Context) {
     let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
     *notes = None;
+    NOTED.store(false, Ordering::Relaxed);
 }
 
 /// The members noted for `key` since the turn began, if each can be read back; the note
 /// is used up either way.
 pub(super) fn take(key: &[u8]) -> Option<Vec<Bytes>> {
+    if !NOTED.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
     notes.as_mut()?.keys.remove(key).flatten()
 }

@@ -74,6 +74,10 @@ impl Registry {
         }
     }
 
+    pub(super) fn has_waiters(&self, key: &(i32, Bytes)) -> bool {
+        self.waiters.iter().any(|waiter| &waiter.key == key)
+    }
+
     /// Wakes the clients whose parts are ready, or whose index is gone or has nothing left
     /// to load (their query runs again and finds its own way).
     pub(super) fn wake_ready(&mut self) {
