@@ -1,8 +1,8 @@
 //! `crm.index-preload`: indexes built after a load (and when the setting changes) without
 //! waiting for a query, so that the first queries after a restart, a failover or a full
-//! sync find them ready or nearly. A preloaded index holds the installation's set of
-//! meetings (every meeting's row) and its default sort; filter values and users load
-//! with the first query that names them, each in a few milliseconds.
+//! sync find them ready or nearly. A preloaded index holds its default sort (or, without
+//! that sorted set, the installation's set of meetings), and so every meeting's row;
+//! filter values and users load with the first query that names them.
 //!
 //! `all` finds the installations in database 0 by scanning the keyspace for their sets of
 //! meetings (`crm.meetings-key`), a batch of keys per loading slice.
@@ -15,6 +15,7 @@ use super::answer::register;
 use super::{with_registry, Registry};
 use crate::core::index::{Part, SetName};
 use crate::core::query::DEFAULT_SORT_FIELD;
+use crate::core::store::MeetingStore;
 use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::ffi::key::{scan_keyspace_step, ScanCursor};
@@ -114,16 +115,20 @@ impl Registry {
                 }
             }
         }
-        let parts = [
-            Part::Set(SetName::Meetings),
-            Part::Sort(DEFAULT_SORT_FIELD.to_vec()),
-        ];
         for installation in found {
             let key = (PRELOAD_DB, installation);
             let Ok(guard) = KeyGuard::new(ctx, None, &key.1) else {
                 continue;
             };
             let store = KeyspaceStore::new(ctx, templates.clone(), guard);
+            // The default sort's sorted set names every meeting (each row is then read);
+            // without one, the installation's set does.
+            let sort = Part::Sort(DEFAULT_SORT_FIELD.to_vec());
+            let parts = if store.has_sort_index(&key.1, DEFAULT_SORT_FIELD)? {
+                [sort]
+            } else {
+                [Part::Set(SetName::Meetings)]
+            };
             if let Some(entry) = self.entry_for(&key, &store)? {
                 for name in register(ctx, &store, entry, &parts)? {
                     self.routes.watch(key.0, &name, &key.1);
