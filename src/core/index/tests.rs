@@ -222,7 +222,7 @@ fn random_change(
             }
             let part = Part::Set(SetName::Value(b"type".to_vec(), value.as_bytes().to_vec()));
             index
-                .members_changed(store, &part, &[id_bytes.clone()])
+                .members_changed(store, &part, std::slice::from_ref(&id_bytes))
                 .unwrap();
             store.score("date", &id, rng.below(40) as f64);
             let part = Part::Sort(b"date".to_vec());
