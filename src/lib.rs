@@ -33,7 +33,7 @@ mod module {
     use crate::config;
     use crate::ffi::block;
     use crate::ffi::command_info;
-    use crate::ffi::hooks::{on_data_replaced, register_run_soon, release_run_soon};
+    use crate::ffi::hooks::{on_data_replaced, register_run_soon, release_run_soon, work_pending};
     use crate::store::index;
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -111,7 +111,12 @@ mod module {
         }
     }
 
-    fn deinit(_ctx: &Context) -> Status {
+    fn deinit(ctx: &Context) -> Status {
+        // MODULE UNLOAD in the middle of a turn, with end-of-turn work queued: refused.
+        if work_pending() {
+            ctx.log_warning("crm-meetings: index work is queued for this turn; unload again");
+            return Status::Err;
+        }
         index::free_all();
         release_run_soon();
         config::release();

@@ -6,7 +6,7 @@
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use super::string::lend_bytes;
 static INFO: OnceLock<fn(&InfoContext)> = OnceLock::new();
 static FILTER: OnceLock<fn(&FilteredCommand)> = OnceLock::new();
 static DATA_REPLACED: OnceLock<fn(DataEvent)> = OnceLock::new();
+/// End-of-turn callbacks added and not yet run: the module must not unload under them.
+static SOON_PENDING: AtomicUsize = AtomicUsize::new(0);
 /// The context [`run_soon`] work runs with: detached from any client, made once at load.
 static SOON_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(ptr::null_mut());
 
@@ -190,9 +192,19 @@ fn at_end_of_turn(trampoline: extern "C" fn(*mut c_void), work: fn(&Context)) ->
     // function pointer passed here as its data.
     unsafe { raw::RedisModule_EventLoopAddOneShot }.is_some_and(|add| {
         let data = work as *mut c_void;
-        let added = unsafe { add(Some(trampoline), data) };
-        added == raw::REDISMODULE_OK as c_int
+        SOON_PENDING.fetch_add(1, Ordering::Relaxed);
+        let added = unsafe { add(Some(trampoline), data) } == raw::REDISMODULE_OK as c_int;
+        if !added {
+            SOON_PENDING.fetch_sub(1, Ordering::Relaxed);
+        }
+        added
     })
+}
+
+/// Whether end-of-turn work is still to run (an unload now would leave the server a
+/// callback into unmapped code).
+pub fn work_pending() -> bool {
+    SOON_PENDING.load(Ordering::Relaxed) > 0
 }
 
 extern "C" fn timer_trampoline(data: *mut c_void) {
@@ -204,6 +216,7 @@ extern "C" fn direct_trampoline(data: *mut c_void) {
 }
 
 fn run_with(data: *mut c_void, how: fn(&Context, fn(&Context))) {
+    SOON_PENDING.fetch_sub(1, Ordering::Relaxed);
     let soon_ctx = SOON_CTX.load(Ordering::Relaxed);
     if data.is_null() || soon_ctx.is_null() {
         return;
