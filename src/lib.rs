@@ -118,6 +118,7 @@ mod module {
             return Status::Err;
         }
         index::free_all();
+        index::members::release();
         release_run_soon();
         config::release();
         Status::Ok

@@ -19,7 +19,7 @@ use crate::core::trace::Trace;
 use crate::core::types::DETAILS_FIELD;
 use crate::core::values::is_json;
 use crate::error::CrmError;
-use crate::ffi::block::may_block;
+use crate::ffi::block::{is_resumed, may_block};
 use crate::store::index;
 use crate::store::index::answer::{try_answer, Route};
 use crate::store::index::waiting;
@@ -127,7 +127,7 @@ fn answer(
             .map(Some);
         }
     };
-    match try_answer(ctx, store, query, forced, trace)? {
+    match try_answer(ctx, store, query, forced, !is_resumed(ctx), trace)? {
         Route::Page(page) => Ok(Some(page)),
         Route::Keyspace(reason) => keyspace(store, query, trace, started, reason).map(Some),
         Route::Loading => {

@@ -61,12 +61,16 @@ pub fn may_block(ctx: &Context) -> bool {
     if flags.intersects(ContextFlags::DENY_BLOCKING | ContextFlags::MULTI | ContextFlags::LUA) {
         return false;
     }
+    !is_resumed(ctx)
+}
+
+/// Whether this run is a woken client's (its reply or timeout callback).
+pub fn is_resumed(ctx: &Context) -> bool {
     // SAFETY: a live context.
-    let resumed = unsafe {
+    unsafe {
         raw::RedisModule_IsBlockedReplyRequest.is_none_or(|is| is(ctx.ctx) != 0)
             || raw::RedisModule_IsBlockedTimeoutRequest.is_none_or(|is| is(ctx.ctx) != 0)
-    };
-    !resumed
+    }
 }
 
 /// Blocks the calling client for at most `timeout` (call [`may_block`] first); the command

@@ -52,6 +52,13 @@ impl FilteredCommand {
         usize::try_from(count).unwrap_or(0)
     }
 
+    /// The id of the client sending the command; `None` where the server cannot tell
+    /// (Redis 7.0).
+    pub fn client_id(&self) -> Option<u64> {
+        // SAFETY: the filter context is valid during the callback.
+        unsafe { raw::RedisModule_CommandFilterGetClientId }.map(|get| unsafe { get(self.0) })
+    }
+
     /// Word `pos` (0 is the command name); empty past the end. Lent for the callback.
     pub fn arg(&self, pos: usize) -> &[u8] {
         let Ok(pos) = c_int::try_from(pos) else {

@@ -86,15 +86,19 @@ impl<C> Index<C> {
             Part::Set(name) => {
                 let found = store.set_contains_each(set_ref(&installation, name), ids)?;
                 for (id, member) in ids.iter().zip(found) {
-                    let ordinal = self.ordinal(id)?;
-                    self.set_membership(name, ordinal, member);
+                    // An id the index does not know and the key does not hold changes
+                    // nothing: no ordinal is made for it.
+                    if let Some(ordinal) = self.known_or_new(id, member)? {
+                        self.set_membership(name, ordinal, member);
+                    }
                 }
             }
             Part::Sort(field) => {
                 let scores = store.sort_scores(&installation, field, ids)?;
                 for (id, score) in ids.iter().zip(scores) {
-                    let ordinal = self.ordinal(id)?;
-                    self.sort_membership(field, ordinal, score);
+                    if let Some(ordinal) = self.known_or_new(id, score.is_some())? {
+                        self.sort_membership(field, ordinal, score);
+                    }
                 }
             }
             Part::Clients(user) => {
@@ -110,7 +114,13 @@ impl<C> Index<C> {
                 };
                 let found = store.set_contains_each(set, ids)?;
                 for (client, member) in ids.iter().zip(found) {
-                    let ordinal = self.client_ordinal(client)?;
+                    let ordinal = match member {
+                        true => self.client_ordinal(client)?,
+                        false => match self.clients.get(client) {
+                            Some(ordinal) => ordinal,
+                            None => continue,
+                        },
+                    };
                     if let Some(part) = self.users.get_mut(user) {
                         if member {
                             part.data.insert(ordinal);
@@ -123,6 +133,16 @@ impl<C> Index<C> {
             }
         }
         Ok(())
+    }
+
+    /// The ordinal of `id`, made when the key holds it (`present`); `None` for an id the
+    /// index does not know and the key does not hold.
+    fn known_or_new(&mut self, id: &[u8], present: bool) -> Result<Option<u32>, CrmError> {
+        if present {
+            self.ordinal(id).map(Some)
+        } else {
+            Ok(self.ordinals.get(id))
+        }
     }
 
     fn set_membership(&mut self, name: &SetName, ordinal: u32, member: bool) {

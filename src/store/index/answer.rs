@@ -38,12 +38,15 @@ pub enum Route {
 }
 
 /// The page of `query` from its installation's index, or why it cannot answer now.
-/// `forced` picks the plan (`crm.index-plan`).
+/// `forced` picks the plan (`crm.index-plan`). With `may_load`, the query loads what it
+/// needs for up to 2 ms itself first (not a woken client's run: hundreds of them may run
+/// back to back).
 pub fn try_answer(
     ctx: &Context,
     store: &KeyspaceStore,
     query: &Query,
     forced: Option<PlanKind>,
+    may_load: bool,
     trace: &mut Trace,
 ) -> Result<Route, CrmError> {
     // The index holds what the caller may not be allowed to read (every meeting's client):
@@ -94,8 +97,12 @@ pub fn try_answer(
                 .is_some_and(|entry| entry.index.is_ready(&parts))
         };
         if !ready(registry) {
-            let done = registry.refresh(&key, store, started + QUERY_BUDGET);
+            let done = may_load && registry.refresh(&key, store, started + QUERY_BUDGET);
             registry.hold(started);
+            if !registry.entries.contains_key(&key) {
+                // Dropped while loading (over the memory budget, or it could not be built).
+                return Ok(Route::Keyspace(registry.why_not(&key)));
+            }
             if !done {
                 registry.arm_timer(ctx);
                 return Ok(Route::Loading);

@@ -141,10 +141,6 @@ pub fn build_slice(ctx: &Context) {
         let original_db = selected_db(ctx).unwrap_or(0);
         with_registry(|registry| {
             registry.timer_armed = false;
-            if registry.preloading.is_some() {
-                // A failed step ends preloading; queries still build their indexes.
-                let _ = registry.preload_step(ctx, deadline);
-            }
             let mut waiting: Vec<(i32, Bytes)> = registry
                 .entries
                 .iter()
@@ -168,6 +164,11 @@ pub fn build_slice(ctx: &Context) {
                 };
                 let store = KeyspaceStore::new(ctx, entry.templates.clone(), guard);
                 registry.refresh(&key, &store, deadline);
+            }
+            // Preloading gets the time left, after the indexes that have work.
+            if registry.preloading.is_some() && Instant::now() < deadline {
+                // A failed step ends preloading; queries still build their indexes.
+                let _ = registry.preload_step(ctx, deadline);
             }
             registry.free_released(deadline);
             registry.hold(started);

@@ -6,14 +6,20 @@
 //! read back from the key, so the index follows it exactly (whatever NX, XX, GT, CH...
 //! did) instead of reading the whole key again.
 //!
-//! Notes are dropped when the turn of the event loop ends: a note whose command never ran
-//! (refused, discarded) cannot outlive its turn. A command whose effect is not a list of
-//! named members (GEOADD, which also notifies `zadd`) makes its key's note unusable; a
-//! notification without a usable note reads the whole key again, as before.
+//! A note belongs to the last command the filter saw: each filter call drops the notes of
+//! the one before (refused, discarded, or a no-op that sent no notification), and so do
+//! the next turn of the event loop and a notification that uses them. Commands queued in
+//! MULTI are noted per client, and their notes become the current ones when that client's
+//! EXEC comes (a replica receives every CRM write so); where the server cannot name the
+//! client (Redis 7.0) the commands EXEC runs get no note. Commands held by CLIENT PAUSE or
+//! FAILOVER run later without a filter call: nothing is noted meanwhile. A command without
+//! a note has its key read again whole. A command whose effect is not a list of named
+//! members (GEOADD, which also notifies `zadd`) spoils its key's note.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use redis_module::Context;
 
@@ -24,25 +30,46 @@ use crate::ffi::hooks::{run_at_end_of_turn, FilteredCommand};
 /// Members noted per key at most; past it the key is read again whole.
 const MAX_MEMBERS: usize = 4096;
 
+/// Per key: the members named, or `None` when a command named it in a way the index
+/// cannot follow member by member.
+type KeyNotes = HashMap<Bytes, Option<Vec<Bytes>>>;
+
 #[derive(Default)]
 struct Notes {
-    /// Per key: the members named this turn, or `None` when a command named it in a way
-    /// the index cannot follow member by member.
-    keys: HashMap<Bytes, Option<Vec<Bytes>>>,
+    /// The notes of the command about to run (or of the commands an EXEC is about to run).
+    keys: KeyNotes,
+    /// The notes of the commands each client in MULTI has queued.
+    queued: HashMap<u64, KeyNotes>,
     clearing: bool,
 }
 
+/// Clients in MULTI followed at most (one that leaves without EXEC or DISCARD stays until
+/// then); past it, queued commands are no longer noted.
+const MAX_QUEUING: usize = 10_000;
+
 static NOTES: Mutex<Option<Notes>> = Mutex::new(None);
+/// Until when nothing is noted: commands held by CLIENT PAUSE or FAILOVER run later
+/// without a filter call, after other commands' notes.
+static PAUSED_UNTIL: Mutex<Option<Instant>> = Mutex::new(None);
+/// How long past a pause's own timeout notes stay off.
+const PAUSE_MARGIN: Duration = Duration::from_secs(2);
 /// Whether any note is kept: every notification asks, almost always for nothing.
 static NOTED: AtomicBool = AtomicBool::new(false);
 
 /// The command filter's part: notes the members a command names on a watched key. Runs
 /// before every command of the server: it returns at once for the others.
 pub fn on_command(command: &FilteredCommand) {
+    if NOTED.load(Ordering::Relaxed) {
+        forget_current();
+    }
     if !ACTIVE.load(Ordering::Relaxed) {
         return;
     }
     let name = command.arg(0);
+    if name.eq_ignore_ascii_case(b"client") || name.eq_ignore_ascii_case(b"failover") {
+        pause_guard(command);
+        return;
+    }
     if !(4..=7).contains(&name.len()) {
         return;
     }
@@ -50,9 +77,25 @@ pub fn on_command(command: &FilteredCommand) {
     for (to, from) in lower.iter_mut().zip(name) {
         *to = from.to_ascii_lowercase();
     }
+    let verb = lower.get(..name.len()).unwrap_or_default();
+    let client = command.client_id();
+    let queuing = client.filter(|id| is_queuing(*id));
+    match (verb, queuing, client) {
+        (b"multi", None, Some(id)) => start_queue(id),
+        (b"exec", Some(id), _) => run_queue(id),
+        (b"discard", Some(id), _) => {
+            with_notes(|notes| notes.queued.remove(&id));
+        }
+        _ => note_command(command, verb, queuing),
+    }
+}
+
+/// Notes the members a command names; into its client's queue when it is queued in MULTI.
+fn note_command(command: &FilteredCommand, verb: &[u8], queued: Option<u64>) {
     let count = command.word_count();
     let words = |from: usize, step: usize| (from..count).step_by(step).map(|at| command.arg(at));
-    match lower.get(..name.len()).unwrap_or_default() {
+    let note = |key: &[u8], members| note(key, members, queued);
+    match verb {
         b"sadd" | b"srem" | b"zrem" => note(command.arg(1), Some(words(2, 1))),
         b"smove" => {
             note(command.arg(1), Some(words(3, 1)));
@@ -69,12 +112,86 @@ pub fn on_command(command: &FilteredCommand) {
                 .count();
             note(command.arg(1), Some(words(3 + options, 2)));
         }
-        b"geoadd" => note(command.arg(1), None::<std::iter::Empty<&[u8]>>),
+        b"geoadd" => note(command.arg(1), None),
         _ => {}
     }
 }
 
-fn note<'a>(key: &[u8], members: Option<impl Iterator<Item = &'a [u8]>>) {
+fn with_notes<T>(f: impl FnOnce(&mut Notes) -> T) -> T {
+    let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
+    f(notes.get_or_insert_with(Notes::default))
+}
+
+fn is_queuing(client: u64) -> bool {
+    let notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
+    notes
+        .as_ref()
+        .is_some_and(|notes| notes.queued.contains_key(&client))
+}
+
+fn start_queue(client: u64) {
+    with_notes(|notes| {
+        if notes.queued.len() < MAX_QUEUING {
+            notes.queued.insert(client, KeyNotes::new());
+        }
+    });
+}
+
+/// EXEC: the client's queued notes are the current ones while its commands run.
+fn run_queue(client: u64) {
+    with_notes(|notes| {
+        if let Some(queued) = notes.queued.remove(&client) {
+            notes.keys = queued;
+        }
+    });
+    NOTED.store(true, Ordering::Relaxed);
+    schedule_clear();
+}
+
+/// CLIENT PAUSE <ms>, CLIENT UNPAUSE, FAILOVER: the commands they hold run later without
+/// a filter call; nothing is noted until they have.
+fn pause_guard(command: &FilteredCommand) {
+    let sub = command.arg(1).to_ascii_lowercase();
+    let hold = match &sub[..] {
+        b"pause" => std::str::from_utf8(command.arg(2))
+            .ok()
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map_or(Duration::from_secs(3600), Duration::from_millis),
+        b"unpause" => Duration::ZERO,
+        _ if command.arg(0).eq_ignore_ascii_case(b"failover") => Duration::from_secs(3600),
+        _ => return,
+    };
+    let until = Instant::now()
+        .checked_add(hold.saturating_add(PAUSE_MARGIN))
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+    let mut paused = PAUSED_UNTIL.lock().unwrap_or_else(PoisonError::into_inner);
+    *paused = Some(paused.map_or(until, |known| known.max(until)));
+}
+
+fn pause_holds() -> bool {
+    let mut paused = PAUSED_UNTIL.lock().unwrap_or_else(PoisonError::into_inner);
+    match *paused {
+        Some(until) if Instant::now() < until => true,
+        Some(_) => {
+            *paused = None;
+            false
+        }
+        None => false,
+    }
+}
+
+fn forget_current() {
+    let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(notes) = notes.as_mut() {
+        notes.keys.clear();
+    }
+    NOTED.store(false, Ordering::Relaxed);
+}
+
+fn note<'a>(key: &[u8], members: Option<impl Iterator<Item = &'a [u8]>>, queued: Option<u64>) {
+    if pause_holds() {
+        return;
+    }
     // Only keys an index reads (in any database: the filter does not know the client's).
     let watched = match REGISTRY.try_lock() {
         Ok(registry) => registry.routes.is_watched(key),
@@ -83,43 +200,64 @@ fn note<'a>(key: &[u8], members: Option<impl Iterator<Item = &'a [u8]>>) {
     if !watched {
         return;
     }
-    let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
-    let notes = notes.get_or_insert_with(Notes::default);
-    NOTED.store(true, Ordering::Relaxed);
-    let entry = notes
-        .keys
-        .entry(key.to_vec())
-        .or_insert_with(|| Some(Vec::new()));
-    match (entry.as_mut(), members) {
-        (Some(noted), Some(members)) => {
-            noted.extend(members.map(<[u8]>::to_vec));
-            if noted.len() > MAX_MEMBERS {
-                *entry = None;
+    with_notes(|notes| {
+        let keys = match queued {
+            Some(client) => match notes.queued.get_mut(&client) {
+                Some(keys) => keys,
+                None => return,
+            },
+            None => &mut notes.keys,
+        };
+        let entry = keys.entry(key.to_vec()).or_insert_with(|| Some(Vec::new()));
+        match (entry.as_mut(), members) {
+            (Some(noted), Some(members)) => {
+                noted.extend(members.map(<[u8]>::to_vec));
+                if noted.len() > MAX_MEMBERS {
+                    *entry = None;
+                }
+            }
+            _ => *entry = None,
+        }
+    });
+    if queued.is_none() {
+        NOTED.store(true, Ordering::Relaxed);
+        schedule_clear();
+    }
+}
+
+/// Drops the current notes when this turn of the event loop is over.
+fn schedule_clear() {
+    with_notes(|notes| {
+        if !notes.clearing {
+            notes.clearing = run_at_end_of_turn(clear);
+            if !notes.clearing {
+                // No way to drop the notes at the end of the turn: none are kept.
+                notes.keys.clear();
             }
         }
-        _ => *entry = None,
-    }
-    if !notes.clearing {
-        notes.clearing = run_at_end_of_turn(clear);
-        if !notes.clearing {
-            // No way to drop the notes at the end of the turn: none are kept.
-            notes.keys.clear();
-        }
-    }
+    });
 }
 
 fn clear(_ctx: &Context) {
-    let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
-    *notes = None;
+    with_notes(|notes| {
+        notes.keys.clear();
+        notes.clearing = false;
+    });
     NOTED.store(false, Ordering::Relaxed);
 }
 
-/// The members noted for `key` since the turn began, if each can be read back; the note
-/// is used up either way.
+/// The members the last filtered command noted for `key`, if each can be read back; the
+/// note is used up either way.
 pub(super) fn take(key: &[u8]) -> Option<Vec<Bytes>> {
     if !NOTED.load(Ordering::Relaxed) {
         return None;
     }
     let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
     notes.as_mut()?.keys.remove(key).flatten()
+}
+
+/// Drops every note (module unload: nothing may stay in an unloaded module's statics).
+pub fn release() {
+    *NOTES.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    NOTED.store(false, Ordering::Relaxed);
 }

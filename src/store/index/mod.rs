@@ -171,9 +171,6 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     let mut registry = lock_registry();
     let out = f(&mut registry);
     registry.apply_pending();
-    if !registry.waiters.is_empty() {
-        registry.wake_ready();
-    }
     ACTIVE.store(!registry.entries.is_empty(), Ordering::Relaxed);
     out
 }

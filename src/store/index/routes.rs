@@ -19,9 +19,10 @@ pub(super) struct Routes {
     /// Per database, the text of a meeting hash's name before its id → the installations
     /// whose meetings are named so, each with the text after the id.
     meetings: HashMap<i32, HashMap<Bytes, Vec<(Bytes, Bytes)>>>,
-    /// The last bytes of those texts (`None` for an empty one): a key is looked up only at
-    /// the positions right after one of them (the separator before the id, usually one).
-    ends: Vec<Option<u8>>,
+    /// The lengths of those texts (one per length of installation names, usually few): a
+    /// key is looked up only at those cuts, so a long key name costs no more than a short
+    /// one.
+    lengths: Vec<usize>,
 }
 
 impl Routes {
@@ -44,9 +45,8 @@ impl Routes {
 
     /// The meetings of `installation` are the hashes named `before<id>after`.
     pub fn meetings_named(&mut self, db: i32, installation: &[u8], before: &[u8], after: &[u8]) {
-        let end = before.last().copied();
-        if !self.ends.contains(&end) {
-            self.ends.push(end);
+        if !self.lengths.contains(&before.len()) {
+            self.lengths.push(before.len());
         }
         let named = self
             .meetings
@@ -54,8 +54,10 @@ impl Routes {
             .or_default()
             .entry(before.to_vec())
             .or_default();
-        if !named.iter().any(|(known, _)| known == installation) {
-            named.push((installation.to_vec(), after.to_vec()));
+        // An installation's index made again under other templates adds its new route.
+        let route = (installation.to_vec(), after.to_vec());
+        if !named.contains(&route) {
+            named.push(route);
         }
     }
 
@@ -78,12 +80,10 @@ impl Routes {
         let Some(named) = self.meetings.get(&db) else {
             return found;
         };
-        for cut in 0..=key.len() {
-            let end = cut.checked_sub(1).and_then(|at| key.get(at)).copied();
-            if !self.ends.contains(&end) {
+        for &cut in &self.lengths {
+            let (Some(before), Some(rest)) = (key.get(..cut), key.get(cut..)) else {
                 continue;
-            }
-            let (before, rest) = key.split_at(cut);
+            };
             for (installation, after) in named.get(before).into_iter().flatten() {
                 if let Some(id) = rest.strip_suffix(after.as_slice()) {
                     found.push((installation, id));

@@ -79,7 +79,9 @@ impl Registry {
     }
 
     /// Wakes the clients whose parts are ready, or whose index is gone or has nothing left
-    /// to load (their query runs again and finds its own way).
+    /// to load (their query runs again and finds its own way). Called by the loading
+    /// slices only: a woken client runs when this turn of the event loop ends, and no other
+    /// client's command (a write making a part stale again) comes in between.
     pub(super) fn wake_ready(&mut self) {
         let entries = &self.entries;
         self.waiters.retain(|waiter| {
