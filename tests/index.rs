@@ -583,10 +583,7 @@ fn a_template_with_id_twice_takes_the_keyspace_path() {
     let server = Server::start();
     let mut con = server.connect();
     common::load_seed(&mut con);
-    redis::cmd("CONFIG")
-        .arg(&["SET", "crm.meeting-key", "meeting:<id>:<id>"])
-        .query::<()>(&mut con)
-        .unwrap();
+    set_config(&mut con, "crm.meeting-key", "meeting:<id>:<id>");
     let reply: Value = redis::cmd("CRM.EXPLAIN")
         .arg(&["10", "2", "FILTER", "status", "open"])
         .query(&mut con)
@@ -643,6 +640,15 @@ fn after(con: &mut Connection, commands: &[&str], query: &str) -> Result<Answer,
 }
 
 /// Whether the server knows `command` (HPEXPIRE since Redis 7.4, VADD since Redis 8).
+fn set_config(con: &mut Connection, name: &str, value: &str) {
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query::<()>(con)
+        .unwrap();
+}
+
 fn server_has(con: &mut Connection, command: &str) -> bool {
     let info: Value = redis::cmd("COMMAND")
         .arg(&["INFO", command])
@@ -681,10 +687,7 @@ fn a_crm_write_to_a_key_two_parts_share_reaches_both() {
     assert_eq!(total(&moved), 0);
     // One write through both parts of that key: out of (type, x:y), into (type:x, y); the
     // key ends up holding the meeting, whatever each effect alone would say.
-    redis::cmd("CONFIG")
-        .arg(&["SET", "crm.filter-fields", "type status type:x"])
-        .query::<()>(&mut con)
-        .unwrap();
+    set_config(&mut con, "crm.filter-fields", "type status type:x");
     // (Two meetings, so that the key is never emptied and deleted in between.)
     let both = [
         "CRM.MEETING.SET 10 3 clientid 1 type x:y date 300",
@@ -704,10 +707,7 @@ fn a_crm_write_to_a_key_two_parts_share_reaches_both() {
 fn a_key_both_a_watched_set_and_a_meeting_hash() {
     let server = Server::start();
     let mut con = server.connect();
-    redis::cmd("CONFIG")
-        .arg(&["SET", "crm.meetings-key", "meeting:<installation>"])
-        .query::<()>(&mut con)
-        .unwrap();
+    set_config(&mut con, "crm.meetings-key", "meeting:<installation>");
     let setup = [
         "SADD clients_for_user:u 1",
         "HSET meeting:1 clientid 1",

@@ -93,19 +93,5 @@ pub(super) fn lend_bytes<'a>(string: *const raw::RedisModuleString) -> &'a [u8] 
 }
 
 pub(super) fn copy_bytes(string: *const raw::RedisModuleString) -> Vec<u8> {
-    // SAFETY: the function table is loaded.
-    let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {
-        return Vec::new();
-    };
-    if string.is_null() {
-        return Vec::new();
-    }
-    let mut len = 0usize;
-    // SAFETY: `string` is a live string for the duration of the call.
-    let data = unsafe { ptr_len(string, &mut len) };
-    if data.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: the server's buffer holds `len` bytes while the string lives.
-    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec()
+    lend_bytes(string).to_vec()
 }

@@ -261,9 +261,7 @@ impl<C> Index<C> {
     pub fn progress(&self) -> String {
         let pending = self.rows_pending.len();
         let known = self.ordinals.len() as u64;
-        let parts = self.sets.values().filter(|p| !p.load.is_ready()).count()
-            + self.sorts.values().filter(|p| !p.load.is_ready()).count()
-            + self.users.values().filter(|p| !p.load.is_ready()).count();
+        let parts = self.parts_loading();
         format!(
             "{} of {known} meetings read, {parts} keys still loading",
             known.saturating_sub(pending)
@@ -272,10 +270,14 @@ impl<C> Index<C> {
 
     /// Whether anything waits to be loaded.
     pub fn has_work(&self) -> bool {
-        !self.rows_pending.is_empty()
-            || self.sets.values().any(|p| !p.load.is_ready())
-            || self.sorts.values().any(|p| !p.load.is_ready())
-            || self.users.values().any(|p| !p.load.is_ready())
+        !self.rows_pending.is_empty() || self.parts_loading() > 0
+    }
+
+    /// Parts not loaded yet, of every kind.
+    fn parts_loading(&self) -> usize {
+        self.sets.values().filter(|p| !p.load.is_ready()).count()
+            + self.sorts.values().filter(|p| !p.load.is_ready()).count()
+            + self.users.values().filter(|p| !p.load.is_ready()).count()
     }
 
     /// An estimate of the heap memory the index holds, in bytes.

@@ -86,9 +86,7 @@ pub fn try_answer(
             registry.rest(&key, "too many keys with a TTL");
             return Ok(Route::Keyspace("too many keys with a TTL"));
         }
-        for name in register(ctx, store, entry, &parts)? {
-            registry.routes.watch(key.0, &name, &key.1);
-        }
+        registry.register(ctx, store, &key, &parts)?;
         registry.apply_pending();
         let ready = |registry: &Registry| {
             registry
@@ -139,31 +137,31 @@ pub fn try_answer(
     })
 }
 
-/// Adds `parts` to the entry's index (they load from now on) and follows their keys;
-/// returns the keys it reads from now on, to route their notifications to it.
-pub(super) fn register(
-    ctx: &Context,
-    store: &KeyspaceStore,
-    entry: &mut Entry,
-    parts: &[Part],
-) -> Result<Vec<Bytes>, CrmError> {
-    let installation = entry.index.installation().to_vec();
-    let mut new_keys = Vec::new();
-    for part in entry.index.register(parts) {
-        let (name, _) = store.part_key(&installation, &part);
-        watch_ttl(ctx, entry, &name)?;
-        let parts = entry.watched.entry(name.clone()).or_default();
-        if parts.is_empty() {
-            new_keys.push(name);
-        }
-        if !parts.contains(&part) {
-            parts.push(part);
-        }
-    }
-    Ok(new_keys)
-}
-
 impl Registry {
+    /// Adds `parts` to the installation's index (they load from now on), follows their
+    /// keys' TTLs, and routes their keys' notifications to it.
+    pub(super) fn register(
+        &mut self,
+        ctx: &Context,
+        store: &KeyspaceStore,
+        key: &(i32, Bytes),
+        parts: &[Part],
+    ) -> Result<(), CrmError> {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return Ok(());
+        };
+        for part in entry.index.register(parts) {
+            let (name, _) = store.part_key(&key.1, &part);
+            watch_ttl(ctx, entry, &name)?;
+            self.routes.watch(key.0, &name, &key.1);
+            let parts = entry.watched.entry(name).or_default();
+            if !parts.contains(&part) {
+                parts.push(part);
+            }
+        }
+        Ok(())
+    }
+
     /// The installation's entry, created when missing; `None` while it rests or when its
     /// templates cannot be read back (see [`Registry::why_not`]).
     pub(super) fn entry_for(

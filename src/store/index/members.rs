@@ -239,11 +239,8 @@ fn schedule_clear() {
 }
 
 fn clear(_ctx: &Context) {
-    with_notes(|notes| {
-        notes.keys.clear();
-        notes.clearing = false;
-    });
-    NOTED.store(false, Ordering::Relaxed);
+    with_notes(|notes| notes.clearing = false);
+    forget_current();
 }
 
 /// The members the last filtered command noted for `key`, if each can be read back; the

@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use redis_module::Context;
 
-use super::answer::register;
 use super::{with_registry, Registry};
 use crate::core::index::{Part, SetName};
 use crate::core::query::DEFAULT_SORT_FIELD;
@@ -129,10 +128,8 @@ impl Registry {
             } else {
                 [Part::Set(SetName::Meetings)]
             };
-            if let Some(entry) = self.entry_for(&key, &store)? {
-                for name in register(ctx, &store, entry, &parts)? {
-                    self.routes.watch(key.0, &name, &key.1);
-                }
+            if self.entry_for(&key, &store)?.is_some() {
+                self.register(ctx, &store, &key, &parts)?;
             }
         }
         Ok(())
