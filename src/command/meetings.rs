@@ -93,10 +93,10 @@ pub fn resume(ctx: &Context, args: &[RedisString]) -> RedisResult {
 }
 
 /// A blocked query past `crm.index-wait-ms`: `LOADING ...` with the progress, to retry.
-pub fn wait_timed_out(_ctx: &Context, client_id: usize, args: &[RedisString]) -> RedisResult {
+pub fn wait_timed_out(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let installation = args.get(1).map_or(&[][..], RedisString::as_slice);
     Err(RedisError::String(
-        waiting::timed_out(client_id, installation).to_string(),
+        waiting::timed_out(ctx, installation).to_string(),
     ))
 }
 

@@ -1,25 +1,28 @@
 //! Blocked clients: a query whose index is still loading waits for it without holding the
 //! server (`RedisModule_BlockClient`), and runs again when woken, or answers an error when
-//! its timeout passes. The crate's `BlockedClient` has neither a reply nor a timeout
-//! callback, so both live here.
+//! the module times it out. The crate's `BlockedClient` has no reply callback, so it lives
+//! here. The module keeps the timeouts itself: Redis 7.0 drops the reply of a client woken
+//! in the same turn its server-side timeout passes, which would leave it blocked forever.
 
-use std::os::raw::c_int;
+use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use redis_module::{decode_args, raw, Context, ContextFlags, RedisResult, RedisString};
 
 use super::api;
 use crate::error::CrmError;
 
-/// What a woken client runs: its command again (`ready`), or the answer past its timeout
-/// (`timed_out`, given the client's [`Blocked::id`]).
+/// What a woken client runs: its command again (`ready`), or the answer of a wait past its
+/// timeout (`timed_out`).
 pub struct Resume {
     pub ready: fn(&Context, &[RedisString]) -> RedisResult,
-    pub timed_out: fn(&Context, usize, &[RedisString]) -> RedisResult,
+    pub timed_out: fn(&Context, &[RedisString]) -> RedisResult,
 }
+
+/// The private data a client timed out is woken with (never read or freed, only compared).
+static TIMED_OUT: u8 = 0;
 
 static RESUME: OnceLock<Resume> = OnceLock::new();
 
@@ -38,9 +41,15 @@ pub struct Blocked(NonNull<raw::RedisModuleBlockedClient>);
 unsafe impl Send for Blocked {}
 
 impl Blocked {
-    /// The client's identity, as the timeout callback names it.
-    pub fn id(&self) -> usize {
-        self.0.as_ptr() as usize
+    /// Wakes the client to be answered that its wait timed out.
+    pub fn time_out(self) {
+        let handle = self.0;
+        std::mem::forget(self);
+        let marker = ptr::from_ref(&TIMED_OUT).cast_mut().cast::<c_void>();
+        // SAFETY: the handle is unblocked once, here, instead of in Drop.
+        if let Some(unblock) = unsafe { raw::RedisModule_UnblockClient } {
+            unsafe { unblock(handle.as_ptr(), marker) };
+        }
     }
 }
 
@@ -73,23 +82,12 @@ pub fn is_resumed(ctx: &Context) -> bool {
     }
 }
 
-/// Blocks the calling client for at most `timeout` (call [`may_block`] first); the command
-/// then returns without a reply.
-pub fn block(ctx: &Context, timeout: Duration) -> Result<Blocked, CrmError> {
+/// Blocks the calling client until the [`Blocked`] is dropped or timed out (call
+/// [`may_block`] first); the command then returns without a reply.
+pub fn block(ctx: &Context) -> Result<Blocked, CrmError> {
     let block_client = api!(RedisModule_BlockClient);
-    let millis = i64::try_from(timeout.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    // SAFETY: a live command context; the callbacks live forever.
-    let handle = unsafe {
-        block_client(
-            ctx.ctx,
-            Some(reply_trampoline),
-            Some(timeout_trampoline),
-            None,
-            millis,
-        )
-    };
+    // SAFETY: a live command context; the callback lives forever; no server-side timeout.
+    let handle = unsafe { block_client(ctx.ctx, Some(reply_trampoline), None, None, 0) };
     NonNull::new(handle)
         .map(Blocked)
         .ok_or_else(|| CrmError::Internal("the client could not be blocked".to_string()))
@@ -100,22 +98,17 @@ extern "C" fn reply_trampoline(
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
+    // SAFETY: a live context of a blocked client's reply.
+    let privdata = unsafe {
+        raw::RedisModule_GetBlockedClientPrivateData.map_or(ptr::null_mut(), |get| get(ctx))
+    };
+    let timed_out = ptr::eq(privdata.cast_const().cast::<u8>(), &TIMED_OUT);
     answer(ctx, argv, argc, |resume, context, args| {
-        (resume.ready)(context, args)
-    })
-}
-
-extern "C" fn timeout_trampoline(
-    ctx: *mut raw::RedisModuleCtx,
-    argv: *mut *mut raw::RedisModuleString,
-    argc: c_int,
-) -> c_int {
-    // SAFETY: a live context of a blocked client's timeout.
-    let id =
-        unsafe { raw::RedisModule_GetBlockedClientHandle.map_or(ptr::null_mut(), |get| get(ctx)) }
-            as usize;
-    answer(ctx, argv, argc, |resume, context, args| {
-        (resume.timed_out)(context, id, args)
+        if timed_out {
+            (resume.timed_out)(context, args)
+        } else {
+            (resume.ready)(context, args)
+        }
     })
 }
 

@@ -2,7 +2,7 @@
 //! (the server serves everyone else meanwhile) and runs again as soon as the loading
 //! slices made its parts ready, or answers `LOADING ...` past its timeout.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis_module::Context;
 
@@ -18,6 +18,8 @@ use crate::ffi::selected_db;
 pub(super) struct Waiter {
     key: (i32, Bytes),
     parts: Vec<Part>,
+    /// Past it the client is answered `LOADING ...` (`crm.index-wait-ms`).
+    until: Instant,
     /// Dropping it wakes the client.
     client: Blocked,
 }
@@ -25,12 +27,14 @@ pub(super) struct Waiter {
 /// Blocks the caller until the index has every part `query` reads, for at most `timeout`.
 pub fn wait(ctx: &Context, query: &Query, timeout: Duration) -> Result<(), CrmError> {
     let key = (selected_db(ctx)?, query.installation.clone());
-    let client = block::block(ctx, timeout)?;
+    let until = Instant::now() + timeout;
+    let client = block::block(ctx)?;
     with_registry(|registry| {
         registry.figures.waits += 1;
         registry.waiters.push(Waiter {
             key,
             parts: parts_of(query),
+            until,
             client,
         });
         registry.arm_timer(ctx);
@@ -39,18 +43,9 @@ pub fn wait(ctx: &Context, query: &Query, timeout: Duration) -> Result<(), CrmEr
 }
 
 /// The answer of a client whose wait passed its timeout: the loading progress, to retry.
-pub fn timed_out(client_id: usize, installation: &[u8]) -> CrmError {
-    with_registry(|registry| {
-        registry.figures.wait_timeouts += 1;
-        let position = registry
-            .waiters
-            .iter()
-            .position(|waiter| waiter.client.id() == client_id);
-        // Dropped here: the server frees the handle of a client that timed out.
-        let waiter = position.map(|at| registry.waiters.swap_remove(at));
-        let key = waiter.map(|waiter| waiter.key);
-        registry.loading_error(key.as_ref(), installation)
-    })
+pub fn timed_out(ctx: &Context, installation: &[u8]) -> CrmError {
+    let key = selected_db(ctx).ok().map(|db| (db, installation.to_vec()));
+    with_registry(|registry| registry.loading_error(key.as_ref(), installation))
 }
 
 /// The error of a query that may not wait (inside MULTI/EXEC or a script) while its
@@ -83,6 +78,14 @@ impl Registry {
     /// slices only: a woken client runs when this turn of the event loop ends, and no other
     /// client's command (a write making a part stale again) comes in between.
     pub(super) fn wake_ready(&mut self) {
+        // Those past their timeout are answered `LOADING ...` (see `ffi::block`).
+        let now = Instant::now();
+        let (late, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|waiter| waiter.until <= now);
+        self.figures.wait_timeouts += late.len() as u64;
+        late.into_iter().for_each(|waiter| waiter.client.time_out());
+        self.waiters = waiting;
         let entries = &self.entries;
         self.waiters.retain(|waiter| {
             entries
