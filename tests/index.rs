@@ -807,3 +807,183 @@ fn a_watched_key_replaced_without_a_notification() {
         Err("WRONGTYPE".to_string())
     );
 }
+
+/// ACL users whose key patterns are not `~*`: (name, rules). `prefix` is proven at once
+/// by its patterns; `classes` and `selector` have their meeting hashes checked one by one
+/// (a pattern with a class, a selector); `partial` may not read some meeting hashes and
+/// `noclients` no user's clients set: both get what the keyspace path gives (NOPERM).
+const RESTRICTED: [(&str, &str); 5] = [
+    ("prefix", "~meeting* ~clients_for_user:*"),
+    (
+        "classes",
+        "%R~meeting_*_ins_* %R~meetings_ins_* %R~clients_for_user:* %R~meeting:[0-9a-zA-Z-]* %R~meeting_date",
+    ),
+    ("selector", "%R~clients_for_user:* (%R~meeting*)"),
+    ("partial", "~meeting_* ~meetings_* ~clients_for_user:* ~meeting:1*"),
+    ("noclients", "~meeting*"),
+];
+
+fn set_user(con: &mut Connection, name: &str, rules: &str) {
+    let mut command = redis::cmd("ACL");
+    command
+        .arg("SETUSER")
+        .arg(name)
+        .arg("reset")
+        .arg("on")
+        .arg(">pw")
+        .arg("+@all");
+    // A selector is one argument, spaces and all.
+    let (root, selector) = match rules.find('(') {
+        Some(at) => (&rules[..at], Some(&rules[at..])),
+        None => (rules, None),
+    };
+    command.arg(root.split_whitespace().collect::<Vec<_>>());
+    if let Some(selector) = selector {
+        command.arg(selector);
+    }
+    command.query::<()>(con).unwrap();
+}
+
+fn login(server: &Server, user: &str) -> Connection {
+    let mut con = server.connect();
+    redis::cmd("AUTH")
+        .arg(user)
+        .arg("pw")
+        .query::<()>(&mut con)
+        .unwrap();
+    con
+}
+
+/// The answer of `user` (its own connection) from the index (`crm.index-plan auto`) and
+/// from the keyspace path; the second tells whether the first came from the index.
+fn index_and_keyspace(
+    admin: &mut Connection,
+    user: &mut Connection,
+    query: &Query,
+) -> (Result<Answer, String>, Result<Answer, String>, bool) {
+    let ask = |user: &mut Connection| {
+        redis::cmd("CRM.MEETINGS")
+            .arg(query.module_args())
+            .query::<Value>(user)
+            .map(decode)
+            .map_err(|e| e.code().map_or_else(|| panic!("{e}"), str::to_string))
+    };
+    let before = index_answers(admin);
+    let from_index = ask(user);
+    let answered = index_answers(admin) > before;
+    set_config(admin, "crm.index-plan", "keyspace");
+    let keyspace = ask(user);
+    set_config(admin, "crm.index-plan", "auto");
+    (from_index, keyspace, answered)
+}
+
+#[test]
+fn restricted_users_are_answered_from_the_index_exactly() {
+    let acl_file = std::env::temp_dir().join(format!("crm-acl-{}.acl", std::process::id()));
+    std::fs::write(&acl_file, "user default on nopass ~* &* +@all\n").unwrap();
+    let server = Server::start_with(&[], &["--aclfile", acl_file.to_str().unwrap()]);
+    let mut admin = server.connect();
+    let mut rng = Rng::new(env_number("CRM_INDEX_SEED", 2026) + 1);
+    let data = dataset(&mut rng);
+    data.load(&mut admin);
+    let mut users: Vec<(&str, Connection)> = RESTRICTED
+        .iter()
+        .map(|(name, rules)| {
+            set_user(&mut admin, name, rules);
+            (*name, login(&server, name))
+        })
+        .collect();
+    let mut from_index = std::collections::HashMap::new();
+    let steps = env_number("CRM_INDEX_STEPS", 1500) / 10;
+    let mut step_queries = Vec::new();
+    for step in 0..steps {
+        if step == steps / 3 {
+            // ACL changes take effect on the very next query (no meeting comes in between
+            // to be checked under the new rules): `classes` loses the hashes
+            // of meetings 1x, `partial` gains every hash.
+            set_user(&mut admin, "classes", "%R~meeting_*_ins_* %R~meetings_ins_* %R~clients_for_user:* %R~meeting:[02-9a-zA-Z-]* %R~meeting_date");
+            set_user(&mut admin, "partial", "~*");
+        } else if step == 2 * steps / 3 {
+            // ACL LOAD: every user as the file says (`classes` whole again, `partial`
+            // confined again), then ACL DELUSER of one that a new login replaces.
+            let mut file = String::from("user default on nopass ~* &* +@all\n");
+            for (name, rules) in RESTRICTED {
+                file.push_str(&format!("user {name} on >pw +@all {rules}\n"));
+            }
+            std::fs::write(&acl_file, file).unwrap();
+            redis::cmd("ACL")
+                .arg("LOAD")
+                .query::<()>(&mut admin)
+                .unwrap();
+            redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg("selector")
+                .query::<i64>(&mut admin)
+                .unwrap();
+            set_user(
+                &mut admin,
+                "selector",
+                "%R~clients_for_user:* (%R~meeting*)",
+            );
+            users = RESTRICTED
+                .iter()
+                .map(|(name, _)| (*name, login(&server, name)))
+                .collect();
+        } else {
+            // New meetings (ids past the dataset's) too: a restricted user's permission over
+            // the meeting hashes is kept current as meetings come.
+            let id = (1 + rng.below(120)).to_string();
+            let client = (1 + rng.below(10)).to_string();
+            let (field, values) = *rng.pick(&FIELDS);
+            let value = *rng.pick(values);
+            let _: Value = match rng.below(4) {
+                0 => redis::cmd("CRM.MEETING.DEL")
+                    .arg(&data.installation)
+                    .arg(&id)
+                    .query(&mut admin),
+                1 => redis::cmd("SADD")
+                    .arg(format!("meeting_{field}_{value}_ins_{}", data.installation))
+                    .arg(&id)
+                    .query(&mut admin),
+                _ => redis::cmd("CRM.MEETING.SET")
+                    .arg(&data.installation)
+                    .arg(&id)
+                    .arg(&["clientid", &client, field, value, "date"])
+                    .arg(rng.below(1000))
+                    .query(&mut admin),
+            }
+            .unwrap();
+        }
+        // Right after an ACL change, the queries of the step before (their parts loaded,
+        // no new meeting to check): a stale permission would answer them.
+        if step != steps / 3 && step != 2 * steps / 3 {
+            step_queries = queries(&data, &mut rng);
+            // A count only (LIMIT 0 0): the index reads no hash for it, the keyspace path
+            // reads every candidate's.
+            let mut count_only = step_queries[0].clone();
+            count_only.count = 0;
+            step_queries.push(count_only);
+        }
+        for query in &step_queries {
+            for (name, con) in users.iter_mut() {
+                let (index, keyspace, answered) = index_and_keyspace(&mut admin, con, query);
+                assert_eq!(index, keyspace, "step {step}, user {name}: {query:?}");
+                if answered {
+                    *from_index.entry(*name).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    eprintln!("answers from the index per restricted user: {from_index:?}");
+    for name in ["prefix", "classes", "selector", "partial"] {
+        assert!(
+            from_index.get(name).copied().unwrap_or(0) > 0,
+            "{name} was never answered from the index: {from_index:?}"
+        );
+    }
+    assert!(
+        !from_index.contains_key("noclients"),
+        "NOPERM comes from the keys a query names"
+    );
+    let _ = std::fs::remove_file(&acl_file);
+}

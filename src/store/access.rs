@@ -5,6 +5,7 @@
 //! key of another slot would read as missing and give a silently partial answer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use redis_module::{CallOptionsBuilder, CallReply, CallResult, Context, ContextFlags};
@@ -80,62 +81,114 @@ impl KeyGuard {
     }
 }
 
-/// Per user name: whether the user may read every key (ACL GETUSER), until the next ACL
-/// command.
-static READS_EVERY_KEY: Mutex<Option<HashMap<Vec<u8>, bool>>> = Mutex::new(None);
+/// What a user's root key patterns let it read, as far as the index needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadPatterns {
+    /// `~*` (or `%R~*`): every key.
+    pub every_key: bool,
+    /// Patterns that are a literal prefix and one trailing `*` (`~meeting:*`,
+    /// `%R~{10}:*`): every key starting with one of these may be read.
+    pub prefixes: Vec<Vec<u8>>,
+}
+
+impl ReadPatterns {
+    /// Whether the patterns prove that every key starting with `prefix` may be read.
+    pub fn cover_prefix(&self, prefix: &[u8]) -> bool {
+        self.every_key || self.prefixes.iter().any(|p| prefix.starts_with(p))
+    }
+
+    /// Reads the `keys` field of ACL GETUSER (`~* %R~foo:* %W~bar`); selectors are not
+    /// read (keys they grant are checked one by one).
+    fn parse(keys: &[u8]) -> Self {
+        let mut patterns = ReadPatterns::default();
+        for pattern in keys.split(|&byte| byte == b' ') {
+            let body = [b"%RW~".as_slice(), b"%WR~", b"%R~", b"~"]
+                .iter()
+                .find_map(|flag| pattern.strip_prefix(*flag));
+            let Some(literal) = body.and_then(|body| body.strip_suffix(b"*")) else {
+                continue;
+            };
+            if literal.is_empty() {
+                patterns.every_key = true;
+            } else if !literal
+                .iter()
+                .any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'))
+            {
+                patterns.prefixes.push(literal.to_vec());
+            }
+        }
+        patterns
+    }
+}
+
+/// Who calls: a user whose ACL may limit the keys it reads, or no user at all (a
+/// replica's stream, the AOF), which may read everything.
+pub enum Reader {
+    Everything,
+    User {
+        name: Vec<u8>,
+        patterns: ReadPatterns,
+    },
+}
+
+/// Per user name: its read patterns (ACL GETUSER), until the next ACL command.
+static READ_PATTERNS: Mutex<Option<HashMap<Vec<u8>, ReadPatterns>>> = Mutex::new(None);
+/// Counts the times ACL rules may have changed: what was proven under another count is
+/// proven again.
+static ACL_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// ACL rules may have changed (an ACL command, or an EXEC that may hold one): ask again.
 pub fn forget_acl_cache() {
-    *READS_EVERY_KEY
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = None;
+    ACL_GENERATION.fetch_add(1, Ordering::Relaxed);
+    *READ_PATTERNS.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
-/// Whether the calling user may read every key: `~*` (or `%R~*`) among its root key
-/// patterns. No calling user (a replica's stream, the AOF) may read everything.
-pub fn may_read_every_key(ctx: &Context) -> Result<bool, CrmError> {
-    let Some(user) = caller_name(ctx) else {
-        return Ok(true);
+/// The count of possible ACL changes so far.
+pub fn acl_generation() -> u64 {
+    ACL_GENERATION.load(Ordering::Relaxed)
+}
+
+/// Who calls, with the user's read patterns.
+pub fn reader(ctx: &Context) -> Result<Reader, CrmError> {
+    let Some(name) = caller_name(ctx) else {
+        return Ok(Reader::Everything);
     };
-    let cached = |cache: &Option<HashMap<Vec<u8>, bool>>| cache.as_ref()?.get(&user).copied();
-    if let Some(known) = cached(
-        &READS_EVERY_KEY
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    ) {
-        return Ok(known);
+    let cached =
+        |cache: &Option<HashMap<Vec<u8>, ReadPatterns>>| cache.as_ref()?.get(&name).cloned();
+    if let Some(patterns) = cached(&READ_PATTERNS.lock().unwrap_or_else(PoisonError::into_inner)) {
+        return Ok(Reader::User { name, patterns });
     }
     let reply: CallResult = ctx.call_ext(
         "ACL",
         &CallOptionsBuilder::new().errors_as_replies().build(),
-        &[b"GETUSER".as_slice(), &user],
+        &[b"GETUSER".as_slice(), &name],
     );
-    let all_keys = match &reply {
+    let patterns = match &reply {
         Ok(CallReply::Array(fields)) => {
             let fields: Vec<_> = fields.iter().collect();
-            fields.chunks(2).any(|pair| match pair {
-                [Ok(CallReply::String(name)), Ok(CallReply::String(patterns))]
-                    if name.as_bytes() == b"keys" =>
-                {
-                    patterns
-                        .as_bytes()
-                        .split(|&byte| byte == b' ')
-                        .any(|pattern| matches!(pattern, b"~*" | b"%R~*" | b"%RW~*" | b"%WR~*"))
-                }
-                _ => false,
-            })
+            fields
+                .chunks(2)
+                .find_map(|pair| match pair {
+                    [Ok(CallReply::String(field)), Ok(CallReply::String(keys))]
+                        if field.as_bytes() == b"keys" =>
+                    {
+                        Some(ReadPatterns::parse(keys.as_bytes()))
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
         }
-        _ => false,
+        _ => ReadPatterns::default(),
     };
     // Inside MULTI an ACL command may follow in the same transaction: no caching there.
     if !ctx.get_flags().contains(ContextFlags::MULTI) {
-        READS_EVERY_KEY
+        READ_PATTERNS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert_with(HashMap::new)
-            .insert(user, all_keys);
+            .insert(name.clone(), patterns.clone());
     }
-    Ok(all_keys)
+    Ok(Reader::User { name, patterns })
 }
 
 /// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag (the part between the
@@ -166,7 +219,24 @@ fn crc16(bytes: &[u8]) -> u16 {
 
 #[cfg(test)]
 mod tests {
-    use super::key_slot;
+    use super::{key_slot, ReadPatterns};
+
+    #[test]
+    fn read_patterns_prove_prefixes_only() {
+        let patterns = ReadPatterns::parse(b"~meeting:* %R~{10}:* %W~secret:* ~a?b* ~exact");
+        assert!(!patterns.every_key);
+        assert_eq!(
+            patterns.prefixes,
+            vec![b"meeting:".to_vec(), b"{10}:".to_vec()]
+        );
+        assert!(patterns.cover_prefix(b"meeting:"));
+        assert!(patterns.cover_prefix(b"{10}:meeting:"));
+        assert!(!patterns.cover_prefix(b"secret:"));
+        assert!(!patterns.cover_prefix(b"meet"));
+        assert!(ReadPatterns::parse(b"%R~*").every_key);
+        assert!(ReadPatterns::parse(b"~foo ~*").every_key);
+        assert!(!ReadPatterns::parse(b"%W~*").every_key);
+    }
 
     #[test]
     fn slots_match_redis_cluster() {

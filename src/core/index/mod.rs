@@ -329,7 +329,8 @@ impl<C> Index<C> {
         Ok(ordinal)
     }
 
-    fn id(&self, ordinal: u32) -> &[u8] {
+    /// The meeting id of an ordinal (empty when there is no such ordinal).
+    pub fn id(&self, ordinal: u32) -> &[u8] {
         self.ordinals.id(ordinal)
     }
 }

@@ -165,6 +165,7 @@ pub fn build_slice(ctx: &Context) {
                 let store = KeyspaceStore::new(ctx, entry.templates.clone(), guard);
                 registry.refresh(&key, &store, deadline);
             }
+            registry.check_waiting_users(deadline);
             // Preloading gets the time left, after the indexes that have work.
             if registry.preloading.is_some() && Instant::now() < deadline {
                 // A failed step ends preloading; queries still build their indexes.

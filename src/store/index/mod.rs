@@ -10,6 +10,7 @@
 //!
 //! - `answer.rs`: a query reads the index only when every part it needs is loaded; it says
 //!   why not otherwise: the index is loading, or the keyspace path must answer;
+//! - `permits.rs`: whether a user with a restricted ACL may read every meeting hash;
 //! - `waiting.rs`: clients blocked until their index is loaded;
 //! - `preload.rs`: indexes built after a load without waiting for a query.
 //!
@@ -19,6 +20,7 @@ pub mod answer;
 pub mod events;
 mod loading;
 pub mod members;
+mod permits;
 pub mod preload;
 mod routes;
 mod ttl;
@@ -76,6 +78,8 @@ struct Entry {
     /// expire unannounced, so their rows are read again before each answer. Needed where
     /// reading a row cannot tell field TTLs (Valkey); elsewhere the row read sees them.
     field_volatile: HashSet<Bytes>,
+    /// Per restricted user: how far its reads of the meeting hashes are checked.
+    permits: HashMap<Bytes, permits::Permit>,
     created: Instant,
     built: bool,
     /// When `memory` was last measured.
@@ -100,6 +104,7 @@ impl Entry {
             watched: HashMap::new(),
             volatile: HashSet::new(),
             field_volatile: HashSet::new(),
+            permits: HashMap::new(),
             created: Instant::now(),
             built: false,
             measured: Instant::now(),

@@ -13,27 +13,36 @@ use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::ffi::block::{self, Blocked};
 use crate::ffi::selected_db;
+use crate::store::access::{reader, ReadPatterns, Reader};
 
 /// A blocked client and what it waits for.
 pub(super) struct Waiter {
     key: (i32, Bytes),
     parts: Vec<Part>,
+    /// A restricted user whose reads of the meeting hashes are being checked.
+    user: Option<Bytes>,
     /// Past it the client is answered `LOADING ...` (`crm.index-wait-ms`).
     until: Instant,
     /// Dropping it wakes the client.
     client: Blocked,
 }
 
-/// Blocks the caller until the index has every part `query` reads, for at most `timeout`.
+/// Blocks the caller until the index has every part `query` reads (and, for a restricted
+/// user, knows whether it may read every meeting hash), for at most `timeout`.
 pub fn wait(ctx: &Context, query: &Query, timeout: Duration) -> Result<(), CrmError> {
     let key = (selected_db(ctx)?, query.installation.clone());
     let until = Instant::now() + timeout;
+    let user = match reader(ctx)? {
+        Reader::Everything => None,
+        Reader::User { name, .. } => Some(name),
+    };
     let client = block::block(ctx)?;
     with_registry(|registry| {
         registry.figures.waits += 1;
         registry.waiters.push(Waiter {
             key,
             parts: parts_of(query),
+            user,
             until,
             client,
         });
@@ -88,9 +97,30 @@ impl Registry {
         self.waiters = waiting;
         let entries = &self.entries;
         self.waiters.retain(|waiter| {
-            entries
-                .get(&waiter.key)
-                .is_some_and(|entry| entry.index.has_work() && !entry.index.is_ready(&waiter.parts))
+            entries.get(&waiter.key).is_some_and(|entry| {
+                let ready = entry.index.is_ready(&waiter.parts);
+                let checking = |user: &Bytes| !entry.permission_settled(user);
+                (entry.index.has_work() && !ready)
+                    || (ready && waiter.user.as_ref().is_some_and(checking))
+            })
         });
+    }
+
+    /// Checks, until `deadline`, the meeting hashes of the restricted users that blocked
+    /// clients wait for, once their parts are loaded.
+    pub(super) fn check_waiting_users(&mut self, deadline: Instant) {
+        for waiter in &self.waiters {
+            let Some(user) = &waiter.user else { continue };
+            let Some(entry) = self.entries.get_mut(&waiter.key) else {
+                continue;
+            };
+            if Instant::now() >= deadline {
+                return;
+            }
+            if entry.index.is_ready(&waiter.parts) {
+                // An error (no memory for a key name) leaves the check to the query.
+                let _ = entry.permission(user, &ReadPatterns::default(), deadline);
+            }
+        }
     }
 }
