@@ -83,7 +83,7 @@ impl Entry {
                 return Ok(Permission::Denied);
             }
             permit.checked += 1;
-            if permit.checked % CHECKS_PER_LOOK == 0 && Instant::now() >= deadline {
+            if permit.checked.is_multiple_of(CHECKS_PER_LOOK) && Instant::now() >= deadline {
                 break;
             }
         }
