@@ -15,3 +15,6 @@ show CRM.MEETINGS 10 2 FILTER type email FILTER status open
 echo "(crm-load wrote 2000 generated meetings into installation 20, users g1 to g200)"
 echo
 show CRM.MEETINGS 20 g1 FILTER status open SORTBY date DESC LIMIT 0 3 RETURN 2 type date
+echo "(the seed's meetings are untouched: crm-load skips ids another installation holds)"
+echo
+show CRM.MEETINGS 10 2 FILTER type email FILTER status open

@@ -14,7 +14,9 @@ mod common;
 use std::time::Duration;
 
 use common::dataset::{Dataset, Query, Rng, FIELDS};
-use common::{decode, env_number, info, replicate, Answer, Server, REFERENCE_LUA};
+use common::{
+    decode, env_number, error_of, info, keyspace_state, replicate, Answer, Server, REFERENCE_LUA,
+};
 use redis::{Connection, ConnectionLike, Value};
 
 const INDEX_PLANS: [&str; 4] = ["auto", "filter-first", "client-first", "sort-walk"];
@@ -986,4 +988,94 @@ fn restricted_users_are_answered_from_the_index_exactly() {
         "NOPERM comes from the keys a query names"
     );
     let _ = std::fs::remove_file(&acl_file);
+}
+
+/// The seed's schema shares the sort ZSET (`meeting_date`) and the meeting hashes
+/// (`meeting:<id>`) between installations: each index holds only its own meetings, and a
+/// write of one installation refuses another's meeting, changing nothing.
+#[test]
+fn installations_sharing_keys_hold_and_write_only_their_own() {
+    let server = Server::start();
+    let mut con = server.connect();
+    for (installation, ids) in [("10", 1..=50), ("20", 101..=400)] {
+        for id in ids {
+            redis::cmd("CRM.MEETING.SET")
+                .arg(&[
+                    installation,
+                    &id.to_string(),
+                    "clientid",
+                    &(id % 7).to_string(),
+                ])
+                .arg(&["type", "email", "date", &(1000 - id).to_string()])
+                .query::<i64>(&mut con)
+                .unwrap();
+        }
+    }
+    redis::cmd("SADD")
+        .arg("clients_for_user:1")
+        .arg(&["0", "1", "2", "3"])
+        .query::<i64>(&mut con)
+        .unwrap();
+    let query = |installation: &str| Query {
+        installation: installation.into(),
+        user: "1".into(),
+        filters: vec![("type".into(), "email".into())],
+        sort_field: "date".into(),
+        descending: false,
+        offset: 0,
+        count: 5,
+    };
+    for (installation, own) in [("10", 50), ("20", 300)] {
+        let before = figure(&mut con, "index_meetings");
+        let all = answers(&mut con, &query(installation), false);
+        assert!(all.iter().all(|answer| answer == &all[0]), "{all:?}");
+        assert!(all[0].as_ref().is_ok_and(|answer| answer.total > 0));
+        assert_eq!(
+            figure(&mut con, "index_meetings") - before,
+            own,
+            "installation {installation}"
+        );
+    }
+    // A neighbour's date changed raw: the other index neither grows nor changes.
+    redis::cmd("ZADD")
+        .arg(&["meeting_date", "1", "meeting:300"])
+        .query::<i64>(&mut con)
+        .unwrap();
+    let all = answers(&mut con, &query("10"), false);
+    assert!(all.iter().all(|answer| answer == &all[0]), "{all:?}");
+    assert_eq!(figure(&mut con, "index_meetings"), 350);
+
+    let before = keyspace_state(&mut con);
+    for args in [
+        &["20", "7", "details", "{\"subject\":\"20's note\"}"][..],
+        &["20", "7", "clientid", "1", "installation", "20"],
+    ] {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(
+            error_of(&mut con, "CRM.MEETING.SET", &args),
+            "ERR meeting '7' belongs to installation '10'"
+        );
+    }
+    assert_eq!(
+        error_of(&mut con, "CRM.MEETING.DEL", &[b"10", b"300"]),
+        "ERR meeting '300' belongs to installation '20'"
+    );
+    assert_eq!(
+        error_of(
+            &mut con,
+            "CRM.MEETING.SET",
+            &[b"10", b"9", b"installation", b"20"]
+        ),
+        "ERR field installation of meeting '9' must be '10', the installation written, not '20'"
+    );
+    assert_eq!(
+        keyspace_state(&mut con),
+        before,
+        "a refused write changed a key"
+    );
+    // Its own meeting, it writes.
+    redis::cmd("CRM.MEETING.SET")
+        .arg(&["10", "7", "details", "{}"])
+        .query::<i64>(&mut con)
+        .unwrap();
 }

@@ -204,7 +204,7 @@ fn validation_errors_write_nothing() {
         (
             "SET",
             "meetings_ins_11",
-            &["11", "1", "clientid", "1", "type", "sms"],
+            &["11", "900", "clientid", "1", "type", "sms"],
             "'meetings_ins_11' should be a set",
         ),
     ];

@@ -323,7 +323,10 @@ impl World {
         let installation = *u.choose(&INSTALLATIONS)?;
         let id = b(u.choose(&IDS)?);
         let stored = self.stored(&id);
-        let effects = effects_of_delete(stored.as_deref(), &self.schema);
+        let Ok(effects) = effects_of_delete(installation, &id, stored.as_deref(), &self.schema)
+        else {
+            return Ok(());
+        };
         self.write_through(installation, &id, &effects);
         Ok(())
     }

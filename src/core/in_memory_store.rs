@@ -196,25 +196,4 @@ impl IndexSource for InMemoryStore {
         members.dedup();
         Ok(self.scan_next(members, cursor, out))
     }
-
-    fn scan_sort(
-        &self,
-        _installation: &[u8],
-        field: &[u8],
-        cursor: &InMemoryCursor,
-        out: &mut Vec<(Option<Bytes>, f64)>,
-    ) -> Result<bool, CrmError> {
-        let Some(scores) = self.sort_indexes.get(field) else {
-            return Ok(false);
-        };
-        let mut ids: Vec<Bytes> = scores.keys().cloned().collect();
-        ids.sort();
-        let mut batch = Vec::new();
-        let more = self.scan_next(ids, cursor, &mut batch);
-        out.extend(batch.into_iter().map(|id| {
-            let score = scores.get(&id).copied().unwrap_or(0.0);
-            (Some(id), score)
-        }));
-        Ok(more)
-    }
 }

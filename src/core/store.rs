@@ -98,14 +98,4 @@ pub trait IndexSource: MeetingStore {
         cursor: &Self::Cursor,
         out: &mut Vec<Bytes>,
     ) -> Result<bool, CrmError>;
-
-    /// Appends some `(meeting id, score)` pairs of the sort field's sorted set to `out`
-    /// (`None` for a member that names no meeting); `false` once the scan is complete.
-    fn scan_sort(
-        &self,
-        installation: &[u8],
-        field: &[u8],
-        cursor: &Self::Cursor,
-        out: &mut Vec<(Option<Bytes>, f64)>,
-    ) -> Result<bool, CrmError>;
 }

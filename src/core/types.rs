@@ -5,6 +5,9 @@ pub type Bytes = Vec<u8>;
 
 /// The hash field naming a meeting's client (client security).
 pub const CLIENT_FIELD: &[u8] = b"clientid";
+/// The hash field naming the installation a meeting belongs to: CRM writes of another
+/// installation refuse the meeting (its id may be a key other installations share).
+pub const INSTALLATION_FIELD: &[u8] = b"installation";
 /// The hash field returned for each meeting unless RETURN names others.
 pub const DETAILS_FIELD: &[u8] = b"details";
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::store::MeetingWriter;
-use super::types::{Bytes, Effect, CLIENT_FIELD, DETAILS_FIELD};
+use super::types::{Bytes, Effect, CLIENT_FIELD, DETAILS_FIELD, INSTALLATION_FIELD};
 use super::values::{is_json, sort_score};
 use crate::error::{printable, CrmError};
 
@@ -29,12 +29,16 @@ impl Schema {
     }
 
     /// The hash fields a write reads before it changes a meeting: the client (to know
-    /// whether it exists with one) and every indexed field (to move it out of old values).
+    /// whether it exists with one), its installation (to refuse another's meeting) and
+    /// every indexed field (to move it out of old values).
     pub fn tracked_fields(&self) -> Vec<&[u8]> {
-        std::iter::once(CLIENT_FIELD)
-            .chain(self.filter_fields.iter().map(Vec::as_slice))
-            .chain(self.sort_fields.iter().map(Vec::as_slice))
-            .collect()
+        let mut fields = vec![CLIENT_FIELD, INSTALLATION_FIELD];
+        for field in self.filter_fields.iter().chain(&self.sort_fields) {
+            if !fields.contains(&field.as_slice()) {
+                fields.push(field);
+            }
+        }
+        fields
     }
 }
 
@@ -120,6 +124,14 @@ pub fn validate(write: &MeetingWrite, schema: &Schema) -> Result<(), CrmError> {
         if field == CLIENT_FIELD && value.is_empty() {
             return Err(CrmError::BadArgument("clientid must not be empty".into()));
         }
+        if field == INSTALLATION_FIELD && *value != write.installation {
+            return Err(CrmError::BadArgument(format!(
+                "field installation of meeting '{}' must be '{}', the installation written, not '{}'",
+                printable(&write.id),
+                printable(&write.installation),
+                printable(value)
+            )));
+        }
     }
     Ok(())
 }
@@ -132,12 +144,8 @@ pub fn effects_of_set(
     schema: &Schema,
 ) -> Result<(bool, Vec<Effect>), CrmError> {
     validate(write, schema)?;
-    let stored_value = |field: &[u8]| -> Option<&Bytes> {
-        stored?
-            .iter()
-            .find(|(name, _)| name == field)
-            .and_then(|(_, value)| value.as_ref())
-    };
+    check_owner(stored, &write.installation, &write.id)?;
+    let stored_value = |field: &[u8]| stored_value(stored, field);
     let created = stored.is_none();
     let has_client = write.fields.iter().any(|(field, _)| field == CLIENT_FIELD)
         || stored_value(CLIENT_FIELD).is_some();
@@ -149,7 +157,15 @@ pub fn effects_of_set(
             printable(&write.id)
         )));
     }
-    let mut effects = vec![Effect::WriteHash(write.fields.clone())];
+    let mut pairs = write.fields.clone();
+    // A new meeting's hash names its installation, so that no other one may change it.
+    if created
+        && stored_value(INSTALLATION_FIELD).is_none()
+        && !pairs.iter().any(|(field, _)| field == INSTALLATION_FIELD)
+    {
+        pairs.push((INSTALLATION_FIELD.to_vec(), write.installation.clone()));
+    }
+    let mut effects = vec![Effect::WriteHash(pairs)];
     for (field, value) in &write.fields {
         if schema.filter_fields.contains(field) {
             match stored_value(field) {
@@ -183,11 +199,14 @@ pub fn effects_of_set(
 /// and the installation's set, then the hash itself. Without a hash only the (no-op)
 /// delete of the hash remains, so that the caller's write permission is still checked.
 pub fn effects_of_delete(
+    installation: &[u8],
+    id: &[u8],
     stored: Option<&[(Bytes, Option<Bytes>)]>,
     schema: &Schema,
-) -> Vec<Effect> {
+) -> Result<Vec<Effect>, CrmError> {
+    check_owner(stored, installation, id)?;
     let Some(stored) = stored else {
-        return vec![Effect::DeleteHash];
+        return Ok(vec![Effect::DeleteHash]);
     };
     let mut effects = Vec::new();
     for (field, value) in stored {
@@ -208,7 +227,34 @@ pub fn effects_of_delete(
     );
     effects.push(Effect::RemoveFromMeetingsSet);
     effects.push(Effect::DeleteHash);
-    effects
+    Ok(effects)
+}
+
+fn stored_value<'s>(
+    stored: Option<&'s [(Bytes, Option<Bytes>)]>,
+    field: &[u8],
+) -> Option<&'s Bytes> {
+    stored?
+        .iter()
+        .find(|(name, _)| name == field)
+        .and_then(|(_, value)| value.as_ref())
+}
+
+/// Refuses a meeting whose hash names another installation (a hash naming none, written
+/// before the module, is taken as it is).
+fn check_owner(
+    stored: Option<&[(Bytes, Option<Bytes>)]>,
+    installation: &[u8],
+    id: &[u8],
+) -> Result<(), CrmError> {
+    match stored_value(stored, INSTALLATION_FIELD) {
+        Some(owner) if owner != installation => Err(CrmError::BadArgument(format!(
+            "meeting '{}' belongs to installation '{}'",
+            printable(id),
+            printable(owner)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// CRM.MEETING.SET: validates, reads the tracked fields, applies the effects. Returns
@@ -232,7 +278,7 @@ pub fn delete_meeting<S: MeetingWriter>(
     schema: &Schema,
 ) -> Result<(bool, Vec<Effect>), CrmError> {
     let stored = read_tracked(store, installation, id, schema)?;
-    let effects = effects_of_delete(stored.as_deref(), schema);
+    let effects = effects_of_delete(installation, id, stored.as_deref(), schema)?;
     store.apply(installation, id, &effects)?;
     Ok((stored.is_some(), effects))
 }
@@ -402,7 +448,7 @@ mod tests {
             ("status", None),
         ]);
         assert_eq!(
-            effects_of_delete(Some(&existing), &schema()),
+            effects_of_delete(b"10", b"5", Some(&existing), &schema()).unwrap(),
             vec![
                 Effect::RemoveFromValueSet {
                     field: b("type"),
@@ -413,6 +459,39 @@ mod tests {
                 Effect::DeleteHash,
             ]
         );
-        assert_eq!(effects_of_delete(None, &schema()), vec![Effect::DeleteHash]);
+        assert_eq!(
+            effects_of_delete(b"10", b"5", None, &schema()).unwrap(),
+            vec![Effect::DeleteHash]
+        );
+    }
+
+    #[test]
+    fn another_installations_meeting_is_refused() {
+        let theirs = stored(&[("clientid", Some("2")), ("installation", Some("20"))]);
+        let message = "ERR meeting '5' belongs to installation '20'";
+        let error = effects_of_delete(b"10", b"5", Some(&theirs), &schema()).unwrap_err();
+        assert_eq!(error.to_string(), message);
+        let write = parse_meeting_set(&[b"10", b"5", b"details", b"{}"]).unwrap();
+        let error = effects_of_set(&write, Some(&theirs), &schema()).unwrap_err();
+        assert_eq!(error.to_string(), message);
+        // Its own, and a hash written before the module (naming none), are written.
+        let ours = stored(&[("clientid", Some("2")), ("installation", Some("10"))]);
+        assert!(effects_of_set(&write, Some(&ours), &schema()).is_ok());
+        assert!(
+            effects_of_set(&write, Some(&stored(&[("clientid", Some("2"))])), &schema()).is_ok()
+        );
+        // A new meeting's hash is given its installation; another one may not be named.
+        let new = parse_meeting_set(&[b"10", b"6", b"clientid", b"3"]).unwrap();
+        let (_, effects) = effects_of_set(&new, None, &schema()).unwrap();
+        assert_eq!(
+            effects.first(),
+            Some(&Effect::WriteHash(vec![
+                (b("clientid"), b("3")),
+                (b("installation"), b("10"))
+            ]))
+        );
+        let other =
+            parse_meeting_set(&[b"10", b"6", b"clientid", b"3", b"installation", b"20"]).unwrap();
+        assert!(effects_of_set(&other, None, &schema()).is_err());
     }
 }

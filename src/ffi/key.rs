@@ -144,32 +144,6 @@ impl ReadKey {
         self.scan_into(cursor, out, collect)
     }
 
-    /// One ScanKey call on a sorted set: appends some `(member, score)` pairs to `out` and
-    /// says whether more remain.
-    pub fn scan_scored_step(
-        &self,
-        cursor: &ScanCursor,
-        out: &mut Vec<(Bytes, f64)>,
-    ) -> Result<bool, CrmError> {
-        extern "C" fn collect(
-            _key: *mut raw::RedisModuleKey,
-            member: *mut raw::RedisModuleString,
-            score: *mut raw::RedisModuleString,
-            data: *mut c_void,
-        ) {
-            // SAFETY: `data` is the `out` vector of `scan_into`, alive for the whole call.
-            let out = unsafe { &mut *data.cast::<Vec<(Bytes, f64)>>() };
-            // The server hands the score as a string that round-trips the double.
-            let score = std::str::from_utf8(&copy_bytes(score))
-                .ok()
-                .and_then(|text| text.parse::<f64>().ok());
-            if let (false, Some(score)) = (member.is_null(), score) {
-                out.push((copy_bytes(member), score));
-            }
-        }
-        self.scan_into(cursor, out, collect)
-    }
-
     /// One ScanKey call whose callback `collect` appends to `out` (its `data` argument).
     fn scan_into<T>(
         &self,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redis_module::{CallOptionsBuilder, CallResult, Context, RedisValue};
 
 use super::access::{KeyGuard, Need};
-use super::keys::{strip, KeyRole, KeyTemplates, Placeholder};
+use super::keys::{KeyRole, KeyTemplates, Placeholder};
 use crate::core::index::{Part, SetName};
 use crate::core::store::{IndexRow, IndexSource, MeetingRow, MeetingStore, MeetingWriter};
 use crate::core::types::{Bytes, Effect, SetRef, CLIENT_FIELD};
@@ -22,9 +22,6 @@ pub struct KeyspaceStore<'a> {
 
 /// Members an index scan reads per opening of a set's key.
 const SCAN_BATCH: usize = 256;
-/// The same for a sorted set: each member comes with its score formatted as text (about
-/// 3 µs a member), so a smaller batch keeps a loading step short.
-const SORT_SCAN_BATCH: usize = 64;
 
 impl<'a> KeyspaceStore<'a> {
     pub fn new(ctx: &'a Context, keys: KeyTemplates, guard: KeyGuard) -> Self {
@@ -420,39 +417,6 @@ impl IndexSource for KeyspaceStore<'_> {
             }
         }
         Ok(false)
-    }
-
-    fn scan_sort(
-        &self,
-        installation: &[u8],
-        field: &[u8],
-        cursor: &ScanCursor,
-        out: &mut Vec<(Option<Bytes>, f64)>,
-    ) -> Result<bool, CrmError> {
-        let key = self.open(&self.sort_key(installation, field), KeyRole::Sort)?;
-        if !key.exists_as(KeyKind::SortedSet)? {
-            return Ok(false);
-        }
-        let around = self
-            .keys
-            .sort_member
-            .around(Placeholder::Id, |slot| match slot {
-                Placeholder::Installation => installation,
-                _ => b"",
-            });
-        let mut members = Vec::new();
-        let mut more = true;
-        while more && members.len() < SORT_SCAN_BATCH {
-            more = key.scan_scored_step(cursor, &mut members)?;
-        }
-        out.extend(members.into_iter().map(|(member, score)| {
-            let id = around
-                .as_ref()
-                .and_then(|(before, after)| strip(&member, before, after))
-                .map(<[u8]>::to_vec);
-            (id, score)
-        }));
-        Ok(more)
     }
 }
 

@@ -45,9 +45,10 @@ impl<C> Index<C> {
         trace: &mut Trace,
     ) -> Result<Answer, CrmError> {
         let started = Instant::now();
-        match self.sorts.get(&query.sort.field) {
-            Some(sort) if sort.data.exists => {}
-            _ => return Ok(Answer::Unsupported("the sort field has no sorted set")),
+        if !self.sorts.contains_key(&query.sort.field)
+            || !store.has_sort_index(&self.installation, &query.sort.field)?
+        {
+            return Ok(Answer::Unsupported("the sort field has no sorted set"));
         }
         let Some(groups) = filter_groups(&self.sets, query) else {
             return Ok(Answer::Unsupported("a set the query reads is not loaded"));

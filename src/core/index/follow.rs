@@ -94,11 +94,15 @@ impl<C> Index<C> {
                 }
             }
             Part::Sort(field) => {
-                let scores = store.sort_scores(&installation, field, ids)?;
-                for (id, score) in ids.iter().zip(scores) {
-                    if let Some(ordinal) = self.known_or_new(id, score.is_some())? {
-                        self.sort_membership(field, ordinal, score);
-                    }
+                // Only the index's own meetings: a shared sorted set's others are not its.
+                let known: Vec<(u32, Bytes)> = ids
+                    .iter()
+                    .filter_map(|id| Some((self.ordinals.get(id)?, id.clone())))
+                    .collect();
+                let ids: Vec<Bytes> = known.iter().map(|(_, id)| id.clone()).collect();
+                let scores = store.sort_scores(&installation, field, &ids)?;
+                for ((ordinal, _), score) in known.into_iter().zip(scores) {
+                    self.sort_membership(field, ordinal, score);
                 }
             }
             Part::Clients(user) => {
@@ -167,11 +171,7 @@ impl<C> Index<C> {
             return;
         };
         match &mut part.load {
-            Load::Ready => {
-                set_score(&mut part.data, ordinal, score);
-                // Redis deletes a sorted set with its last member.
-                part.data.exists = part.data.foreign > 0 || !part.data.scored.is_empty();
-            }
+            Load::Ready => set_score(&mut part.data, ordinal, score),
             Load::Scanning { touched, .. } => touched.push(ordinal),
             Load::Stale => {}
         }

@@ -163,46 +163,34 @@ impl<S: IndexSource> PartKind<S> for Sets {
 impl<S: IndexSource> PartKind<S> for Sorts {
     type Name = Bytes;
     type Data = SortData;
-    type Item = (Option<Bytes>, f64);
+    type Item = ();
 
     fn parts(index: &mut Index<S::Cursor>) -> &mut HashMap<Bytes, Loaded<S::Cursor, SortData>> {
         &mut index.sorts
     }
 
+    /// Every known meeting's score is to be read (see [`Index::read_scores`]).
     fn restart(
         index: &mut Index<S::Cursor>,
-        store: &S,
-        field: &Bytes,
+        _: &S,
+        _: &Bytes,
         data: &mut SortData,
     ) -> Result<(), CrmError> {
+        let mut pending = RoaringBitmap::new();
+        pending.insert_range(0..u32::try_from(index.meetings()).unwrap_or(u32::MAX));
         *data = SortData {
-            exists: store.has_sort_index(&index.installation, field)?,
+            pending,
             ..SortData::default()
         };
         Ok(())
     }
 
-    fn scan(
-        store: &S,
-        installation: &[u8],
-        field: &Bytes,
-        cursor: &S::Cursor,
-        out: &mut Vec<(Option<Bytes>, f64)>,
-    ) -> Result<bool, CrmError> {
-        store.scan_sort(installation, field, cursor, out)
+    /// Nothing to walk: the scores are read by ordinal.
+    fn scan(_: &S, _: &[u8], _: &Bytes, _: &S::Cursor, _: &mut Vec<()>) -> Result<bool, CrmError> {
+        Ok(false)
     }
 
-    fn absorb(
-        index: &mut Index<S::Cursor>,
-        data: &mut SortData,
-        members: &[(Option<Bytes>, f64)],
-    ) -> Result<(), CrmError> {
-        for (id, score) in members {
-            match id {
-                Some(id) => set_score(data, index.ordinal(id)?, Some(*score)),
-                None => data.foreign += 1,
-            }
-        }
+    fn absorb(_: &mut Index<S::Cursor>, _: &mut SortData, _: &[()]) -> Result<(), CrmError> {
         Ok(())
     }
 
@@ -294,7 +282,45 @@ impl<C> Index<C> {
         if !parts_done {
             return Ok(false);
         }
-        self.read_rows(store, &mut pace)
+        Ok(self.read_scores(store, &mut pace) && self.read_rows(store, &mut pace)?)
+    }
+
+    /// Reads the scores that wait, a batch of ZSCOREs at a time, while a batch fits; a
+    /// sort part whose key cannot be read (another type) is forgotten.
+    fn read_scores<S: IndexSource<Cursor = C>>(&mut self, store: &S, pace: &mut Pace) -> bool {
+        let fields: Vec<Bytes> = self
+            .sorts
+            .iter()
+            .filter(|(_, part)| part.load.is_ready() && !part.data.pending.is_empty())
+            .map(|(field, _)| field.clone())
+            .collect();
+        for field in fields {
+            loop {
+                let Some(part) = self.sorts.get(&field) else {
+                    break;
+                };
+                let ordinals: Vec<u32> = part.data.pending.iter().take(ROW_BATCH).collect();
+                if ordinals.is_empty() {
+                    break;
+                }
+                if !pace.has_room() {
+                    return false;
+                }
+                let began = Instant::now();
+                let ids: Vec<Bytes> = ordinals.iter().map(|&o| self.id(o).to_vec()).collect();
+                let scores = store.sort_scores(&self.installation, &field, &ids);
+                let (Ok(scores), Some(part)) = (scores, self.sorts.get_mut(&field)) else {
+                    self.sorts.remove(&field);
+                    break;
+                };
+                for (ordinal, score) in ordinals.into_iter().zip(scores) {
+                    set_score(&mut part.data, ordinal, score);
+                    part.data.pending.remove(ordinal);
+                }
+                pace.stepped(began);
+            }
+        }
+        true
     }
 
     /// Loads the waiting parts of one kind; `Ok(false)` when the deadline came first. Each

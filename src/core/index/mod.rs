@@ -110,6 +110,13 @@ struct Loaded<C, D> {
     data: D,
 }
 
+impl<C> Loaded<C, SortData> {
+    /// Loaded, with every known meeting's score read.
+    fn is_sorted(&self) -> bool {
+        self.load.is_ready() && self.data.pending.is_empty()
+    }
+}
+
 impl<C, D: Default> Default for Loaded<C, D> {
     fn default() -> Self {
         Loaded {
@@ -119,13 +126,14 @@ impl<C, D: Default> Default for Loaded<C, D> {
     }
 }
 
-/// A sort field's part.
+/// A sort field's part. The sorted set is never walked: it may hold the meetings of many
+/// installations (`meeting_date` in the seed's schema), so each of the index's own
+/// meetings has its score read (ZSCORE), and the index's size follows its installation's.
+/// Whether the sorted set exists is asked at each answer.
 #[derive(Default)]
 struct SortData {
-    /// Whether the sorted set exists (without it the keyspace path sorts by hash field).
-    exists: bool,
-    /// Members of the sorted set that name no meeting (they still make it exist).
-    foreign: u64,
+    /// Ordinals whose score is still to be read.
+    pending: RoaringBitmap,
     /// Score per ordinal; NaN where the meeting has none (scores are never NaN).
     scores: Chunked<f64>,
     /// The meetings with a score by score range, for walking in score order both ways.
@@ -232,7 +240,10 @@ impl<C> Index<C> {
         self.rows_pending.is_empty()
             && parts.iter().all(|part| match part {
                 Part::Set(name) => self.sets.get(name).is_some_and(|p| p.load.is_ready()),
-                Part::Sort(field) => self.sorts.get(field).is_some_and(|p| p.load.is_ready()),
+                Part::Sort(field) => self
+                    .sorts
+                    .get(field)
+                    .is_some_and(Loaded::<C, SortData>::is_sorted),
                 Part::Clients(user) => self.users.get(user).is_some_and(|p| p.load.is_ready()),
             })
     }
@@ -276,7 +287,7 @@ impl<C> Index<C> {
     /// Parts not loaded yet, of every kind.
     fn parts_loading(&self) -> usize {
         self.sets.values().filter(|p| !p.load.is_ready()).count()
-            + self.sorts.values().filter(|p| !p.load.is_ready()).count()
+            + self.sorts.values().filter(|p| !p.is_sorted()).count()
             + self.users.values().filter(|p| !p.load.is_ready()).count()
     }
 
@@ -314,6 +325,9 @@ impl<C> Index<C> {
         if new {
             self.client_of.push(NO_CLIENT);
             self.rows_pending.insert(ordinal);
+            for sort in self.sorts.values_mut() {
+                sort.data.pending.insert(ordinal);
+            }
         }
         Ok(ordinal)
     }

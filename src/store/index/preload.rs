@@ -14,7 +14,6 @@ use redis_module::Context;
 use super::{with_registry, Registry};
 use crate::core::index::{Part, SetName};
 use crate::core::query::DEFAULT_SORT_FIELD;
-use crate::core::store::MeetingStore;
 use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::ffi::key::{scan_keyspace_step, ScanCursor};
@@ -120,14 +119,12 @@ impl Registry {
                 continue;
             };
             let store = KeyspaceStore::new(ctx, templates.clone(), guard);
-            // The default sort's sorted set names every meeting (each row is then read);
-            // without one, the installation's set does.
-            let sort = Part::Sort(DEFAULT_SORT_FIELD.to_vec());
-            let parts = if store.has_sort_index(&key.1, DEFAULT_SORT_FIELD)? {
-                [sort]
-            } else {
-                [Part::Set(SetName::Meetings)]
-            };
+            // The installation's set names its meetings (each row is then read), and the
+            // default sort's scores are read for them.
+            let parts = [
+                Part::Set(SetName::Meetings),
+                Part::Sort(DEFAULT_SORT_FIELD.to_vec()),
+            ];
             if self.entry_for(&key, &store)?.is_some() {
                 self.register(ctx, &store, &key, &parts)?;
             }

@@ -10,6 +10,11 @@
 //! five years from 2022 (with `--distinct-dates K`, rounded down to K values: ties),
 //! ~200-byte JSON details, and smaller neighbour installations (a tenth of the size each).
 //! Each meeting hash also holds its `installation`. The same seed writes the same data.
+//!
+//! Keys are named by the server's own templates (`crm.meeting-key`, `crm.clients-key`), so
+//! the data lands where queries read it. An id whose hash exists and names another
+//! installation (or none: written by someone else) is skipped for the next free one: a
+//! run never overwrites meetings it did not write.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -111,28 +116,46 @@ fn load(options: &Options) -> Result<(), String> {
     let clients = (options.meetings / 10).max(1);
     let started = Instant::now();
 
-    write_users(&mut con, &mut rng, options, clients)?;
+    let templates = Templates::read(&mut con)?;
     let neighbour_size = options.meetings / 10;
+    let installations: Vec<(String, u64)> =
+        std::iter::once((options.installation.clone(), options.meetings))
+            .chain(
+                (1..=options.neighbours)
+                    .map(|n| (format!("{}-n{n}", options.installation), neighbour_size)),
+            )
+            .collect();
+    // Users' sets are per installation when their template names it, else shared.
+    let per_installation = templates.clients.contains("<installation>");
+    for (installation, _) in
+        installations
+            .iter()
+            .take(if per_installation { usize::MAX } else { 1 })
+    {
+        write_users(
+            &mut con,
+            &mut rng,
+            options,
+            &templates,
+            installation,
+            clients,
+        )?;
+    }
     let total = options.meetings + options.neighbours * neighbour_size;
     let mut progress = Progress::new(total);
     // Ids are global under the default `meeting:<id>` key, so each installation gets its own range.
-    let mut first_id = 1;
-    let installations = std::iter::once((options.installation.clone(), options.meetings)).chain(
-        (1..=options.neighbours)
-            .map(|n| (format!("{}-n{n}", options.installation), neighbour_size)),
-    );
-    for (installation, count) in installations {
+    let mut next_id = 1;
+    for (installation, count) in &installations {
+        let ids = free_ids(&mut con, &templates, installation, &mut next_id, *count)?;
         write_meetings(
             &mut con,
             &mut rng,
             options,
-            &installation,
-            first_id,
-            count,
+            installation,
+            &ids,
             clients,
             &mut progress,
         )?;
-        first_id += count;
     }
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
@@ -152,6 +175,8 @@ fn write_users(
     con: &mut redis::Connection,
     rng: &mut Rng,
     options: &Options,
+    templates: &Templates,
+    installation: &str,
     clients: u64,
 ) -> Result<(), String> {
     let mut pipe = redis::pipe();
@@ -159,7 +184,11 @@ fn write_users(
         let share = if user <= MANAGERS { 2 } else { 100 };
         let count = (clients / share).max(1);
         let visible: Vec<u64> = (0..count).map(|_| 1 + rng.below(clients)).collect();
-        let key = format!("clients_for_user:{}{user}", options.user_prefix);
+        let user = format!("{}{user}", options.user_prefix);
+        let key = render(
+            &templates.clients,
+            &[("<installation>", installation), ("<user>", &user)],
+        );
         pipe.cmd("DEL").arg(&key).ignore();
         for chunk in visible.chunks(10_000) {
             pipe.cmd("SADD").arg(&key).arg(chunk).ignore();
@@ -175,16 +204,15 @@ fn write_meetings(
     rng: &mut Rng,
     options: &Options,
     installation: &str,
-    first_id: u64,
-    count: u64,
+    ids: &[u64],
     clients: u64,
     progress: &mut Progress,
 ) -> Result<(), String> {
+    let count = ids.len() as u64;
     let step = (FIVE_YEARS / count.max(1)).max(1);
     let mut pipe = redis::pipe();
     let mut queued = 0;
-    for index in 0..count {
-        let id = first_id + index;
+    for (index, &id) in (0u64..).zip(ids) {
         // A permutation of the slots (the multiplier is a prime that divides no count we
         // use), plus an offset inside the slot: every date is distinct.
         let slot = (index.wrapping_mul(1_000_003)) % count;
@@ -235,6 +263,101 @@ fn write_meetings(
         }
     }
     Ok(())
+}
+
+/// The server's key templates for what crm-load writes directly or checks.
+struct Templates {
+    meeting: String,
+    clients: String,
+}
+
+impl Templates {
+    fn read(con: &mut redis::Connection) -> Result<Templates, String> {
+        let mut get = |name: &str| -> Result<String, String> {
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query(con)
+                .map_err(|e| format!("reading {name}: {e}"))?;
+            pair.into_iter()
+                .nth(1)
+                .ok_or_else(|| format!("{name} is not set: is the module loaded?"))
+        };
+        Ok(Templates {
+            meeting: get("crm.meeting-key")?,
+            clients: get("crm.clients-key")?,
+        })
+    }
+}
+
+/// `template` with each placeholder replaced, in one pass (a value holding a placeholder's
+/// text stays as it is).
+fn render(template: &str, slots: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(first) = rest.chars().next() {
+        match slots.iter().find(|(token, _)| rest.starts_with(token)) {
+            Some((token, value)) => {
+                out.push_str(value);
+                rest = &rest[token.len()..];
+            }
+            None => {
+                out.push(first);
+                rest = &rest[first.len_utf8()..];
+            }
+        }
+    }
+    out
+}
+
+/// `count` ids from `next_id` on whose meeting is free or already this installation's
+/// (its hash names it): an id someone else wrote is skipped.
+fn free_ids(
+    con: &mut redis::Connection,
+    templates: &Templates,
+    installation: &str,
+    next_id: &mut u64,
+    count: u64,
+) -> Result<Vec<u64>, String> {
+    const CHUNK: u64 = 10_000;
+    let mut ids = Vec::with_capacity(count as usize);
+    while (ids.len() as u64) < count {
+        let candidates: Vec<u64> =
+            (*next_id..*next_id + CHUNK.min(count - ids.len() as u64)).collect();
+        *next_id += candidates.len() as u64;
+        let mut pipe = redis::pipe();
+        for id in &candidates {
+            let key = render(
+                &templates.meeting,
+                &[("<installation>", installation), ("<id>", &id.to_string())],
+            );
+            pipe.cmd("EXISTS")
+                .arg(&key)
+                .cmd("HGET")
+                .arg(&key)
+                .arg("installation");
+        }
+        let replies: Vec<(bool, Option<String>)> = pipe
+            .query::<Vec<redis::Value>>(con)
+            .map_err(|e| format!("checking meeting ids: {e}"))?
+            .chunks(2)
+            .map(|pair| match pair {
+                [redis::Value::Int(exists), owner] => {
+                    (*exists > 0, redis::from_redis_value(owner).ok())
+                }
+                _ => (true, None),
+            })
+            .collect();
+        ids.extend(
+            candidates
+                .into_iter()
+                .zip(replies)
+                .filter_map(|(id, (exists, owner))| {
+                    (!exists || owner.as_deref() == Some(installation)).then_some(id)
+                }),
+        );
+    }
+    Ok(ids)
 }
 
 fn pick_type(percent: u64) -> &'static str {
@@ -315,7 +438,20 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use super::{render, rfc3339};
+
+    #[test]
+    fn renders_templates_in_one_pass() {
+        let slots = [("<installation>", "10"), ("<id>", "<installation>")];
+        assert_eq!(
+            render("{<installation>}:meeting:<id>", &slots),
+            "{10}:meeting:<installation>"
+        );
+        assert_eq!(
+            render("clients_for_user:<user>", &[("<user>", "g1")]),
+            "clients_for_user:g1"
+        );
+    }
 
     #[test]
     fn formats_dates() {
