@@ -127,7 +127,7 @@ mod module {
     redis_module! {
         name: "crm",
         version: 1,
-        allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+        allocator: (crate::ffi::alloc::CountingAlloc, crate::ffi::alloc::CountingAlloc),
         data_types: [],
         init: init,
         deinit: deinit,

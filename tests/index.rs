@@ -1079,3 +1079,69 @@ fn installations_sharing_keys_hold_and_write_only_their_own() {
         .query::<i64>(&mut con)
         .unwrap();
 }
+
+/// `crm.index-max-memory` caps what `used_memory` sees: indexes past it are dropped (their
+/// queries take the keyspace path, still exact), and the bytes the indexes hold, counted
+/// as the server counts them, stay within it.
+#[test]
+fn the_memory_cap_holds_in_used_memory() {
+    let server = Server::start();
+    let mut con = server.connect();
+    const CAP: u64 = 1 << 20;
+    let mut pipe = redis::pipe();
+    for installation in 0..40 {
+        for n in 0..1000 {
+            let id = format!("{installation}-{n}");
+            pipe.cmd("CRM.MEETING.SET")
+                .arg(&[
+                    &installation.to_string(),
+                    &id,
+                    "clientid",
+                    &(n % 9).to_string(),
+                ])
+                .arg(&["type", "email", "date", "5"])
+                .ignore();
+        }
+    }
+    pipe.cmd("SADD")
+        .arg(&["clients_for_user:1", "4", "5", "6"])
+        .ignore();
+    pipe.query::<()>(&mut con).unwrap();
+    set_config(&mut con, "crm.index-max-memory", &CAP.to_string());
+    let used =
+        |con: &mut Connection| -> u64 { info(con, "memory")["used_memory"].parse().unwrap() };
+    let before = used(&mut con);
+    let mut peak = 0;
+    for installation in 0..40 {
+        let query = Query {
+            installation: installation.to_string(),
+            user: "1".into(),
+            filters: vec![("type".into(), "email".into())],
+            sort_field: "date".into(),
+            descending: false,
+            offset: 0,
+            count: 3,
+        };
+        let all = answers(&mut con, &query, false);
+        assert!(all.iter().all(|answer| answer == &all[0]), "{all:?}");
+        assert_eq!(all[0].as_ref().map(|answer| answer.total), Ok(333));
+        peak = peak.max(figure(&mut con, "index_memory_bytes"));
+    }
+    let grown = used(&mut con).saturating_sub(before);
+    eprintln!(
+        "index memory peak {peak}, used_memory grew {grown}, cap {CAP}, {} indexes",
+        figure(&mut con, "index_installations")
+    );
+    assert!(
+        peak <= CAP + CAP / 20,
+        "index memory {peak} passed the cap {CAP}"
+    );
+    assert!(
+        figure(&mut con, "index_installations") < 40,
+        "40 indexes fit in {CAP} bytes"
+    );
+    assert!(
+        grown <= CAP + CAP / 20,
+        "used_memory grew {grown} with a cap of {CAP}"
+    );
+}

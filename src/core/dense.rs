@@ -8,8 +8,6 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use roaring::RoaringBitmap;
 
-use super::types::Bytes;
-
 /// Entries per chunk: a full chunk is never moved.
 const CHUNK: usize = 1 << 16;
 /// Maps an id map is split into.
@@ -107,33 +105,93 @@ impl<T: Clone> Chunked<T> {
     }
 }
 
+/// Bytes per block of an [`IdArena`]; an id is at most this long.
+const BLOCK: usize = 1 << 16;
+
+/// Ids one after another in blocks (no allocation per id), each found by a packed span:
+/// block (32 bits), offset in it (16), length (16).
+#[derive(Debug, Default)]
+struct IdArena {
+    blocks: Vec<Vec<u8>>,
+    spans: Chunked<u64>,
+}
+
+impl IdArena {
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn get(&self, ordinal: usize) -> Option<&[u8]> {
+        let span = *self.spans.get(ordinal)?;
+        let block = self.blocks.get(usize::try_from(span >> 32).ok()?)?;
+        let start = ((span >> 16) & 0xffff) as usize;
+        block.get(start..start + (span & 0xffff) as usize)
+    }
+
+    /// Appends `id`; `false` when it is longer than a block.
+    fn push(&mut self, id: &[u8]) -> bool {
+        if id.len() >= BLOCK {
+            return false;
+        }
+        let fits = self
+            .blocks
+            .last()
+            .is_some_and(|block| block.len() + id.len() <= BLOCK);
+        if !fits {
+            // The first block grows as a vector does (small indexes stay small); a later
+            // one is allocated whole, so a full block is never copied.
+            let capacity = if self.blocks.is_empty() { 0 } else { BLOCK };
+            self.blocks.push(Vec::with_capacity(capacity));
+        }
+        let index = self.blocks.len().saturating_sub(1) as u64;
+        let Some(block) = self.blocks.last_mut() else {
+            return false;
+        };
+        let span = index << 32 | (block.len() as u64) << 16 | id.len() as u64;
+        block.extend_from_slice(id);
+        self.spans.push(span);
+        true
+    }
+
+    fn drop_some(&mut self, count: usize) -> bool {
+        self.spans.drop_some(count) || self.blocks.pop().is_some()
+    }
+
+    fn bytes(&self) -> usize {
+        self.spans.bytes() + self.blocks.iter().map(Vec::capacity).sum::<usize>()
+    }
+}
+
 /// Meeting ids and their dense ordinals (0, 1, 2, ... in order of first sight). Each id is
-/// kept once, by ordinal; the shards hold ordinals found by the id's hash (computed once
-/// per lookup, with a per-process random seed, so crafted ids cannot pile up in a bucket).
+/// kept once, by ordinal; tables hold ordinals found by the id's hash (computed once per
+/// lookup, with a per-process random seed, so crafted ids cannot pile up in a bucket). One
+/// table while small (thousands of small installations each have one), [`SHARDS`] once
+/// past [`SPLIT_AT`] ids, so that no table's growth rehashes a million ids at once.
 #[derive(Debug)]
 pub struct Ordinals {
     hasher: DefaultHashBuilder,
     shards: Vec<HashTable<u32>>,
-    ids: Chunked<Bytes>,
-    id_bytes: usize,
+    ids: IdArena,
 }
+
+/// Ids past which the one table is split into [`SHARDS`].
+const SPLIT_AT: usize = 1 << 15;
 
 impl Default for Ordinals {
     fn default() -> Self {
         Ordinals {
             hasher: DefaultHashBuilder::default(),
-            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
-            ids: Chunked::default(),
-            id_bytes: 0,
+            shards: vec![HashTable::new()],
+            ids: IdArena::default(),
         }
     }
 }
 
 impl Ordinals {
-    /// The shard of a hash: bits the tables do not use for buckets (the low ones) or tags
-    /// (the top seven).
-    fn shard(hash: u64) -> usize {
-        (hash >> 32) as usize % SHARDS
+    /// The table of a hash: by bits the tables do not use for buckets (the low ones) or
+    /// tags (the top seven).
+    fn shard(&self, hash: u64) -> usize {
+        (hash >> 32) as usize % self.shards.len().max(1)
     }
 
     pub fn len(&self) -> usize {
@@ -141,16 +199,14 @@ impl Ordinals {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ids.len() == 0
     }
 
     fn find(&self, hash: u64, id: &[u8]) -> Option<u32> {
         let ids = &self.ids;
         self.shards
-            .get(Self::shard(hash))?
-            .find(hash, |&o| {
-                ids.get(o as usize).is_some_and(|known| known == id)
-            })
+            .get(self.shard(hash))?
+            .find(hash, |&o| ids.get(o as usize) == Some(id))
             .copied()
     }
 
@@ -158,24 +214,47 @@ impl Ordinals {
         self.find(self.hasher.hash_one(id), id)
     }
 
-    /// The ordinal of `id` and whether it is new; `None` once `limit` ordinals exist.
+    /// The ordinal of `id` and whether it is new; `None` once `limit` ordinals exist (or
+    /// for an id of 64 KiB or more).
     pub fn insert(&mut self, id: &[u8], limit: u32) -> Option<(u32, bool)> {
         let hash = self.hasher.hash_one(id);
         if let Some(ordinal) = self.find(hash, id) {
             return Some((ordinal, false));
         }
         let ordinal = u32::try_from(self.ids.len()).ok().filter(|&o| o < limit)?;
+        if !self.ids.push(id) {
+            return None;
+        }
+        if self.ids.len() == SPLIT_AT && self.shards.len() == 1 {
+            self.split();
+        }
+        let shard = self.shard(hash);
         let (hasher, ids) = (&self.hasher, &self.ids);
-        let rehash = |o: &u32| hasher.hash_one(ids.get(*o as usize).map_or(&[][..], Vec::as_slice));
+        let rehash = |o: &u32| hasher.hash_one(ids.get(*o as usize).unwrap_or_default());
         self.shards
-            .get_mut(Self::shard(hash))?
+            .get_mut(shard)?
             .insert_unique(hash, ordinal, rehash);
-        self.ids.push(id.to_vec());
-        self.id_bytes += id.len();
         Some((ordinal, true))
     }
 
-    /// Frees a bounded piece (a shard's table, or `count` ids); `false` once empty.
+    /// Spreads the one table's ordinals over [`SHARDS`] tables (a few milliseconds, once).
+    fn split(&mut self) {
+        let single = std::mem::replace(
+            &mut self.shards,
+            (0..SHARDS).map(|_| HashTable::new()).collect(),
+        );
+        let (hasher, ids) = (&self.hasher, &self.ids);
+        let rehash = |o: &u32| hasher.hash_one(ids.get(*o as usize).unwrap_or_default());
+        for ordinal in single.into_iter().flatten() {
+            let hash = rehash(&ordinal);
+            let shard = (hash >> 32) as usize % SHARDS;
+            if let Some(table) = self.shards.get_mut(shard) {
+                table.insert_unique(hash, ordinal, rehash);
+            }
+        }
+    }
+
+    /// Frees a bounded piece (a table, or `count` ids); `false` once empty.
     pub fn drop_some(&mut self, count: usize) -> bool {
         if self.shards.pop().is_some() {
             return true;
@@ -184,10 +263,10 @@ impl Ordinals {
     }
 
     pub fn id(&self, ordinal: u32) -> &[u8] {
-        self.ids.get(ordinal as usize).map_or(&[], Vec::as_slice)
+        self.ids.get(ordinal as usize).unwrap_or_default()
     }
 
-    /// Heap bytes held, estimated: the ids by ordinal, the shards' ordinals.
+    /// Heap bytes held, estimated: the ids and their spans, the tables' ordinals.
     pub fn bytes(&self) -> usize {
         // A table entry: the ordinal and a control byte, at the usual load factor.
         const ENTRY: usize = (4 + 1) * 8 / 7;
@@ -196,7 +275,7 @@ impl Ordinals {
             .iter()
             .map(|shard| shard.capacity() * ENTRY)
             .sum();
-        self.ids.bytes() + entries + self.id_bytes
+        self.ids.bytes() + entries
     }
 }
 
@@ -227,6 +306,23 @@ mod tests {
         assert_eq!(column.get(CHUNK), Some(&2.0));
         assert_eq!(column.get(2 * CHUNK + 2), Some(&0.5));
         assert_eq!(column.get(2 * CHUNK + 3), None);
+    }
+
+    #[test]
+    fn ids_fill_blocks_and_one_too_long_is_refused() {
+        let mut ordinals = Ordinals::default();
+        let long = vec![b'x'; BLOCK / 2 + 1];
+        assert_eq!(ordinals.insert(&long, u32::MAX), Some((0, true)));
+        // Does not fit in the first block's rest: a second block.
+        let mut other = long.clone();
+        other[0] = b'y';
+        assert_eq!(ordinals.insert(&other, u32::MAX), Some((1, true)));
+        assert_eq!(ordinals.insert(b"", u32::MAX), Some((2, true)));
+        assert_eq!(ordinals.id(0), long.as_slice());
+        assert_eq!(ordinals.id(1), other.as_slice());
+        assert_eq!(ordinals.get(b""), Some(2));
+        assert_eq!(ordinals.insert(&vec![b'z'; BLOCK], u32::MAX), None);
+        assert_eq!(ordinals.len(), 3);
     }
 
     #[test]

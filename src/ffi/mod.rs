@@ -13,9 +13,12 @@
 //!   crate's `acl_check_key_permission` looks the user up again for every key;
 //! - command info with key specs and arguments on Redis 7.0 ([`command_info`]); the
 //!   crate's `#[command]` macro needs 7.2;
+//! - an allocator that counts the bytes the module holds ([`alloc`]), which the crate's
+//!   does not;
 //! - the command filter and the server events SWAPDB and REPL_ASYNC_LOAD ([`hooks`]),
 //!   which the crate does not wrap.
 
+pub mod alloc;
 pub mod block;
 pub mod command_info;
 pub mod hooks;

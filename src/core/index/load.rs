@@ -295,10 +295,7 @@ impl<C> Index<C> {
             .map(|(field, _)| field.clone())
             .collect();
         for field in fields {
-            loop {
-                let Some(part) = self.sorts.get(&field) else {
-                    break;
-                };
+            while let Some(part) = self.sorts.get(&field) {
                 let ordinals: Vec<u32> = part.data.pending.iter().take(ROW_BATCH).collect();
                 if ordinals.is_empty() {
                     break;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use redis_module::Context;
 
 use super::{with_registry, Registry};
+use crate::core::index::Index;
 use crate::core::types::Bytes;
+use crate::ffi::alloc::held_bytes;
 use crate::ffi::hooks::run_soon;
 use crate::ffi::{select_db, selected_db};
 use crate::store::access::KeyGuard;
@@ -23,8 +25,6 @@ const SLICE: Duration = Duration::from_millis(3);
 const FAILURE_REST: Duration = Duration::from_secs(1);
 /// How long an installation over `crm.index-max-memory` waits before it is tried again.
 pub(super) const MEMORY_REST: Duration = Duration::from_secs(60);
-/// How often a loading index's memory is measured against `crm.index-max-memory`.
-const MEASURE_EVERY: Duration = Duration::from_millis(250);
 
 impl Registry {
     /// Makes sure a loading slice comes: at the next turn of the event loop (after the
@@ -85,27 +85,19 @@ impl Registry {
             self.figures.last_build_ms =
                 u64::try_from(entry.created.elapsed().as_millis()).unwrap_or(u64::MAX);
         }
-        // Measuring walks every bitmap: at the end of a load, and every so often during one.
-        if done || entry.measured.elapsed() >= MEASURE_EVERY {
-            entry.measured = Instant::now();
-            self.check_memory(key);
-        }
+        self.check_memory(key);
         done
     }
 
     /// Keeps the indexes within the memory budget (`crm.index-max-memory`): first the
     /// cached visible meetings go, then this installation's index.
     pub(super) fn check_memory(&mut self, key: &(i32, Bytes)) {
-        if let Some(entry) = self.entries.get_mut(key) {
-            entry.memory = entry.index.heap_bytes();
-        }
         let budget = (self.max_memory)();
         if self.memory() <= budget {
             return;
         }
         for entry in self.entries.values_mut() {
             entry.index.drop_visible_caches();
-            entry.memory = entry.index.heap_bytes();
         }
         if self.memory() > budget && self.remove_entry(key) {
             self.resting.insert(
@@ -119,16 +111,27 @@ impl Registry {
     fn free_released(&mut self, deadline: Instant) {
         while Instant::now() < deadline {
             let Some(index) = self.released.last_mut() else {
-                return;
+                break;
             };
             if !index.free_some() {
                 self.released.pop();
             }
         }
+        self.releasing_bytes = self.released.iter().map(Index::heap_bytes).sum();
     }
 
+    /// The bytes the indexes hold: what the module's allocator counts (as `used_memory`
+    /// does), less the dropped indexes not yet freed; an estimate where that allocator is
+    /// not installed.
     pub(super) fn memory(&self) -> usize {
-        self.entries.values().map(|entry| entry.memory).sum()
+        match held_bytes() {
+            0 => self
+                .entries
+                .values()
+                .map(|entry| entry.index.heap_bytes())
+                .sum(),
+            held => held.saturating_sub(self.releasing_bytes),
+        }
     }
 }
 

@@ -82,9 +82,6 @@ struct Entry {
     permits: HashMap<Bytes, permits::Permit>,
     created: Instant,
     built: bool,
-    /// When `memory` was last measured.
-    measured: Instant,
-    memory: usize,
     /// Counters of the index already added to the figures.
     counted_rebuilds: u64,
 }
@@ -107,8 +104,6 @@ impl Entry {
             permits: HashMap::new(),
             created: Instant::now(),
             built: false,
-            measured: Instant::now(),
-            memory: 0,
             counted_rebuilds: 0,
         }
     }
@@ -134,6 +129,8 @@ struct Registry {
     routes: routes::Routes,
     /// Indexes dropped, freed a bounded piece at a time by the loading slices.
     released: Vec<Index<ScanCursor>>,
+    /// The estimated bytes of `released`, not yet freed.
+    releasing_bytes: usize,
     timer_armed: bool,
     /// The bytes all indexes may hold together (`crm.index-max-memory`), read when needed.
     max_memory: fn() -> usize,
@@ -149,6 +146,7 @@ lazy_static::lazy_static! {
         preloading: None,
         routes: routes::Routes::default(),
         released: Vec::new(),
+        releasing_bytes: 0,
         timer_armed: false,
         max_memory: || usize::MAX,
         figures: Figures::default(),
@@ -197,6 +195,7 @@ impl Registry {
         let Some(entry) = self.entries.remove(key) else {
             return false;
         };
+        self.releasing_bytes += entry.index.heap_bytes();
         self.released.push(entry.index);
         self.arm_soon();
         true
@@ -215,6 +214,7 @@ pub fn free_all() {
         // Nothing may stay allocated in the statics of an unloaded module.
         registry.entries = HashMap::new();
         registry.released = Vec::new();
+        registry.releasing_bytes = 0;
         registry.resting = HashMap::new();
         registry.routes.clear();
         registry.preloading = None;
