@@ -36,6 +36,8 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 INSTALLATION = "10"
 # Users written by crm-load: 1-5 are managers (50% of the clients), the others see 1%.
 SMALL_USER, MANAGER = "7", "1"
+# README's recipe for one ACL user per installation with the default templates.
+RESTRICTED_RULES = ["~meeting_*_ins_10", "~meetings_ins_10", "~clients_for_user:*", "~meeting:*", "~meeting_date"]
 
 
 def log(message):
@@ -180,10 +182,18 @@ class Systems:
 
     def __init__(self, server, pg, lua_sha):
         self.server, self.pg, self.lua_sha = server, pg, lua_sha
+        self.server.client.execute_command("ACL", "SETUSER", "bench-restricted", "reset", "on", ">pw", "+@all",
+                                           *RESTRICTED_RULES)
+        self.restricted = redis.Redis(port=server.port, username="bench-restricted", password="pw",
+                                      decode_responses=True, socket_timeout=3600)
 
-    def crm(self, q):
-        reply = self.server.client.execute_command("CRM.MEETINGS", *module_args(q))
+    def crm(self, q, client=None):
+        reply = (client or self.server.client).execute_command("CRM.MEETINGS", *module_args(q))
         return reply[0], [row[0] for row in reply[1:]]
+
+    def crm_acl(self, q):
+        """CRM.MEETINGS called by a user whose ACL names the installation's keys only."""
+        return self.crm(q, self.restricted)
 
     def lua(self, q):
         _, user, filters, desc, offset, count = q
@@ -229,7 +239,7 @@ class Systems:
         return self.server.client.execute_command("SINTERCARD", len(keys), *keys), None
 
 
-SERVER_COMMANDS = {"crm": ["crm.meetings"], "lua": ["evalsha"], "search": ["smembers", "FT.SEARCH"], "floor": ["sintercard"]}
+SERVER_COMMANDS = {"crm": ["crm.meetings"], "crm_acl": ["crm.meetings"], "lua": ["evalsha"], "search": ["smembers", "FT.SEARCH"], "floor": ["sintercard"]}
 
 
 def server_usec(client, system):
@@ -364,6 +374,42 @@ def run_ties(n, results):
     results["ties"] = {"n": n, "rows": rows}
 
 
+def run_installations(count, results):
+    """`count` installations of 100 meetings on the default schema (shared sorted set and
+    hashes), 5 users each, on a fresh Redis 8.2: every installation's index, its bytes per
+    meeting, and where the answers came from."""
+    log(f"== {count} installations of 100 meetings")
+    server = RedisServer("redis8", os.environ["REDIS8"], [MODULE])
+    try:
+        subprocess.run([LOADER, "--port", str(server.port), "--installations", str(count), "--meetings", "100",
+                        "--users", "5", "--neighbours", "0", "--unix-dates"], check=True, stdout=subprocess.DEVNULL)
+        client = server.client
+        args = [[f"10-{k}", f"10-{k}-{user}", "FILTER", "status", "open", "SORTBY", "date", "LIMIT", "0", "10"]
+                for k in range(1, count + 1) for user in range(1, 6)]
+        for query in args:
+            client.execute_command("CRM.MEETINGS", *query)
+        while int(crm_info(client).get("index_building", 0)):
+            time.sleep(0.2)
+        client.config_resetstat()
+        before = crm_info(client)
+        for query in args:
+            client.execute_command("CRM.MEETINGS", *query)
+        after = crm_info(client)
+        stats = client.info("commandstats").get("cmdstat_crm.meetings", {})
+        from_index = sum(int(after.get(f"plan_{kind}", 0)) - int(before.get(f"plan_{kind}", 0))
+                         for kind in ("filter_first", "client_first", "sort_walk"))
+        results["installations"] = {
+            "installations": count, "meetings_each": 100,
+            "meetings": int(after.get("index_meetings", 0)), "memory_bytes": int(after.get("index_memory_bytes", 0)),
+            "from_index": from_index,
+            "from_keyspace": int(after.get("index_keyspace_answers", 0)) - int(before.get("index_keyspace_answers", 0)),
+            "server_us": stats.get("usec_per_call", 0.0),
+        }
+        log(f"  {results['installations']}")
+    finally:
+        server.stop()
+
+
 def run_size(n, servers, pg, smoke, results):
     log(f"== N = {n}")
     main = servers[0]
@@ -375,7 +421,7 @@ def run_size(n, servers, pg, smoke, results):
         size["index"][server.name] = warm_index(server, queries(q1_total))
     for server in servers:
         systems = Systems(server, pg, shas[server.name])
-        names = ["crm", "lua"] + (["search"] if server.has_search else [])
+        names = ["crm", "crm_acl", "lua"] + (["search"] if server.has_search else [])
         if server is main:
             names += ["sql", "floor"]
         before = (server.client.dbsize(), server.client.info("memory")["used_memory"])
@@ -389,6 +435,7 @@ def run_size(n, servers, pg, smoke, results):
                     sys.exit(f"DISAGREEMENT on {server.version}, {q[0]} {module_args(q)}:\n"
                              f"  CRM.MEETINGS: {expected}\n  {system}: {answer}")
             size["plans"].setdefault(q[0], {})[server.name] = plan_of(server.client, q)
+            size["plans"][q[0]][f"{server.name}/restricted"] = plan_of(systems.restricted, q)
             for system in names:
                 budget, max_calls = (0.3, 5) if smoke else (2.0, 300)
                 figures = time_system(systems, system, q, budget, max_calls)
@@ -421,7 +468,8 @@ def write_results(results, out):
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     main = results["servers"][0]["name"]
-    systems = [(f"{main}/crm", "CRM.MEETINGS"), (f"{main}/lua", "Lua (EVALSHA)"), (f"{main}/search", "RediSearch"),
+    systems = [(f"{main}/crm", "CRM.MEETINGS"), (f"{main}/crm_acl", "CRM.MEETINGS, restricted user"),
+               (f"{main}/lua", "Lua (EVALSHA)"), (f"{main}/search", "RediSearch"),
                (f"{main}/sql", "PostgreSQL"), (f"{main}/floor", "SINTERCARD floor")]
     lines = ["# Benchmark results", "",
              f"Run on {results['date']} with `make bench` ({results['command']}).", "",
@@ -473,7 +521,20 @@ def write_results(results, out):
             lines.append(f"| {q} | {crm:,.1f} | {plan} | {to_search:.4f} | {to_lua:.5f} | {met} |"
                          if to_search is not None and to_lua is not None else
                          f"| {q} | {crm:,.1f} | {plan} | — | — | — |")
-        lines += ["", "The module's index (INFO crm) next to RediSearch's (FT.INFO), per meeting of the installation", "",
+        lines += ["", "A user whose ACL names the installation's keys only (README's recipe: "
+                  + " ".join(f"`{rule}`" for rule in RESTRICTED_RULES) + ") next to a `~*` user. Goal (issue 15):"
+                  " at most 2 times the server time, answered from the index", "",
+                  "| query | `~*` µs | restricted µs | × `~*` (≤ 2) | restricted plan | met |", "|---|---|---|---|---|---|"]
+        for q, figures in size["queries"].items():
+            crm = figures.get(f"{main}/crm", {}).get("server_us")
+            acl = figures.get(f"{main}/crm_acl", {}).get("server_us")
+            if not crm or acl is None:
+                continue
+            plan = size.get("plans", {}).get(q, {}).get(f"{main}/restricted", "—")
+            met = "yes" if acl <= 2 * crm and plan != "keyspace" else "NO"
+            lines.append(f"| {q} | {crm:,.1f} | {acl:,.1f} | {acl / crm:.2f}× | {plan} | {met} |")
+        lines += ["", "The module's index (INFO crm: the bytes the module holds, as used_memory counts them)"
+                  " next to RediSearch's (FT.INFO), per meeting of the installation", "",
                   "| server | meetings indexed | index memory | per meeting | RediSearch per meeting | build | longest hold |",
                   "|---|---|---|---|---|---|---|"]
         for s in results["servers"]:
@@ -533,6 +594,24 @@ def write_results(results, out):
         for row in rows:
             ratio = f"{row['build_ms'] / distinct['build_ms']:.2f}×" if distinct and distinct["build_ms"] else "—"
             lines.append(f"| {row['dates']} | {row['build_ms']:,} ms | {ratio} | {row['longest_hold_us']:,} µs |")
+        lines.append("")
+    many = results.get("installations")
+    if many:
+        lines += [f"## {many['installations']:,} installations of {many['meetings_each']} meetings", "",
+                  f"`crm-load --installations {many['installations']} --meetings {many['meetings_each']} --users 5"
+                  " --neighbours 0 --unix-dates` on the default schema (the sorted set `meeting_date` and the hashes"
+                  " `meeting:<id>` shared by all), Redis 8.2; one query per installation and user (`FILTER status open`,"
+                  " a page of 10), then each again, timed. Goals (issue 15): every query from the index, at most"
+                  " 2 times the index bytes per meeting of one 1,000,000-meeting installation.", "",
+                  "| installations | meetings indexed | index memory | per meeting | one installation of 1,000,000 |"
+                  " × | answers from the index | from the keyspace | server µs per call (p50 of calls) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        single = next((size["index"].get(main) for size in results["sizes"] if size["n"] >= 1_000_000), None)
+        per_single = int(single["memory_bytes"]) / int(single["meetings"]) if single else None
+        per = many["memory_bytes"] / max(1, many["meetings"])
+        lines.append(f"| {many['installations']:,} | {many['meetings']:,} | {many['memory_bytes']:,} B | {per:,.1f} B |"
+                     + (f" {per_single:,.1f} B | {per / per_single:.2f}× |" if per_single else " — | — |")
+                     + f" {many['from_index']:,} | {many['from_keyspace']:,} | {many['server_us']:,.1f} |")
         lines.append("")
     lines += ["![server time against N](server-time.png)", ""]
     with open(os.path.join(out, "RESULTS.md"), "w") as f:
@@ -600,6 +679,8 @@ def main():
             # Written after every size, so a long run that fails late keeps what it measured.
             write_results(results, args.out)
         run_ties(max(sizes), results)
+        write_results(results, args.out)
+        run_installations(100 if args.smoke else 10_000, results)
         write_results(results, args.out)
     finally:
         for server in servers:

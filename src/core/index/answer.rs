@@ -71,7 +71,7 @@ impl<C> Index<C> {
                 .data
                 .iter()
                 .filter_map(|c| self.client_meetings.get(c as usize))
-                .map(RoaringBitmap::len)
+                .map(|meetings| meetings.len() as u64)
                 .sum(),
         };
         let candidates_estimate = groups
@@ -337,7 +337,7 @@ fn visible<'a>(
     cache: &'a mut HashMap<Bytes, RoaringBitmap>,
     user: &[u8],
     clients: &RoaringBitmap,
-    client_meetings: &Chunked<RoaringBitmap>,
+    client_meetings: &Chunked<Vec<u32>>,
     built: &mut u64,
 ) -> &'a RoaringBitmap {
     if !cache.contains_key(user) {
@@ -348,10 +348,13 @@ fn visible<'a>(
             }
         }
         *built += 1;
-        let union = clients
+        let mut union = RoaringBitmap::new();
+        for meetings in clients
             .iter()
             .filter_map(|client| client_meetings.get(client as usize))
-            .union();
+        {
+            union.extend(meetings.iter().copied());
+        }
         cache.insert(user.to_vec(), union);
     }
     static NONE: LazyLock<RoaringBitmap> = LazyLock::new(RoaringBitmap::new);

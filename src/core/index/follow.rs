@@ -188,12 +188,16 @@ impl<C> Index<C> {
             return;
         }
         if let Some(meetings) = self.client_meetings.get_mut(old as usize) {
-            meetings.remove(ordinal);
-            self.with_client -= 1;
+            if let Ok(at) = meetings.binary_search(&ordinal) {
+                meetings.remove(at);
+                self.with_client -= 1;
+            }
         }
         if let Some(meetings) = self.client_meetings.get_mut(client as usize) {
-            meetings.insert(ordinal);
-            self.with_client += 1;
+            if let Err(at) = meetings.binary_search(&ordinal) {
+                meetings.insert(at, ordinal);
+                self.with_client += 1;
+            }
         }
         for (user, visible) in &mut self.visible {
             if let Some(user) = self.users.get(user) {

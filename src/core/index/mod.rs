@@ -32,8 +32,8 @@ use crate::error::CrmError;
 
 /// The client ordinal of a meeting without a hash or without a client.
 const NO_CLIENT: u32 = u32::MAX;
-/// A client bitmap's own bytes: the struct and one container's header.
-const CLIENT_BITMAP_HEADER: usize = 64;
+/// A client's list of meetings: its allocation's overhead, estimated.
+const CLIENT_LIST_OVERHEAD: usize = 16;
 
 /// A set of the installation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -156,8 +156,10 @@ pub struct Index<C> {
     client_of: Chunked<u32>,
     /// Client ids and their ordinals.
     clients: Ordinals,
-    /// The meetings of each client.
-    client_meetings: Chunked<RoaringBitmap>,
+    /// The meetings of each client, as sorted ordinals: a client's few meetings lie in
+    /// different 65,536-ordinal blocks, so a bitmap would cost a container (about 40
+    /// bytes) per meeting, a list 4 bytes.
+    client_meetings: Chunked<Vec<u32>>,
     /// Meetings with a client (the members of all client bitmaps).
     with_client: u64,
     /// Ordinals whose hash must be read (new meetings, changed hashes).
@@ -295,12 +297,12 @@ impl<C> Index<C> {
     pub fn heap_bytes(&self) -> usize {
         let bitmap = bitmap_bytes;
         let ids = self.ordinals.bytes();
-        // Client bitmaps are sparse (two bytes a meeting) and too many to walk each time.
+        // Client lists are too many to walk each time: four bytes a meeting, and overhead.
         let clients = self.client_of.bytes()
             + self.clients.bytes()
             + self.client_meetings.bytes()
-            + self.client_meetings.len() * CLIENT_BITMAP_HEADER
-            + usize::try_from(self.with_client).unwrap_or(usize::MAX) * 2;
+            + self.client_meetings.len() * CLIENT_LIST_OVERHEAD
+            + usize::try_from(self.with_client).unwrap_or(usize::MAX) * 4;
         let sets: usize = self.sets.values().map(|p| bitmap(&p.data)).sum();
         let sorts: usize = self
             .sorts
@@ -338,7 +340,7 @@ impl<C> Index<C> {
             .insert(client, NO_CLIENT)
             .ok_or_else(|| CrmError::Internal("the index is full".into()))?;
         if new {
-            self.client_meetings.push(RoaringBitmap::new());
+            self.client_meetings.push(Vec::new());
         }
         Ok(ordinal)
     }

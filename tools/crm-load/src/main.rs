@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! cargo run --release -p crm-load -- --meetings 100000 [--port 6379] [--host 127.0.0.1]
-//!     [--installation 10] [--neighbours 3] [--users 200] [--user-prefix P] [--seed 1]
+//!     [--installation 10] [--neighbours 3] [--installations K] [--users 200] [--user-prefix P] [--seed 1]
 //!     [--batch 1000] [--unix-dates] [--distinct-dates K]
 //! ```
 //! 5 meeting types (email 40%), status open 30% / close 70%, meetings/10 clients, users
 //! who see 1% of the clients (the first five are managers who see 50%), unique dates over
 //! five years from 2022 (with `--distinct-dates K`, rounded down to K values: ties),
 //! ~200-byte JSON details, and smaller neighbour installations (a tenth of the size each).
+//! With `--installations K`: K installations of `--meetings` each instead (`10-1` to
+//! `10-K`), each with its own users (`10-1-1` to `10-1-U`).
 //! Each meeting hash also holds its `installation`. The same seed writes the same data.
 //!
 //! Keys are named by the server's own templates (`crm.meeting-key`, `crm.clients-key`), so
@@ -40,6 +42,9 @@ struct Options {
     meetings: u64,
     installation: String,
     neighbours: u64,
+    /// Installations of `meetings` each (`<installation>-1`, `-2`, ...), each with its own
+    /// users (`<installation>-1-1`, ...), instead of one installation and its neighbours.
+    installations: u64,
     users: u64,
     user_prefix: String,
     seed: u64,
@@ -67,6 +72,7 @@ fn parse_options() -> Result<Options, String> {
         meetings: 10_000,
         installation: "10".into(),
         neighbours: 3,
+        installations: 1,
         users: 200,
         user_prefix: String::new(),
         seed: 1,
@@ -91,6 +97,7 @@ fn parse_options() -> Result<Options, String> {
             "--meetings" => options.meetings = number(value()?)?,
             "--installation" => options.installation = value()?,
             "--neighbours" => options.neighbours = number(value()?)?,
+            "--installations" => options.installations = number(value()?)?.max(1),
             "--users" => options.users = number(value()?)?.max(1),
             "--user-prefix" => options.user_prefix = value()?,
             "--seed" => options.seed = number(value()?)?,
@@ -98,7 +105,7 @@ fn parse_options() -> Result<Options, String> {
             "--unix-dates" => options.unix_dates = true,
             "--distinct-dates" => options.distinct_dates = number(value()?)?,
             "--help" | "-h" => {
-                println!("crm-load --meetings N [--port P] [--host H] [--installation I] [--neighbours K] [--users U] [--user-prefix P] [--seed S] [--batch B] [--unix-dates] [--distinct-dates K]");
+                println!("crm-load --meetings N [--port P] [--host H] [--installation I] [--neighbours K] [--installations K] [--users U] [--user-prefix P] [--seed S] [--batch B] [--unix-dates] [--distinct-dates K]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown flag {other} (see --help)")),
@@ -117,31 +124,44 @@ fn load(options: &Options) -> Result<(), String> {
     let started = Instant::now();
 
     let templates = Templates::read(&mut con)?;
-    let neighbour_size = options.meetings / 10;
-    let installations: Vec<(String, u64)> =
+    let many = options.installations > 1;
+    let neighbour_size = if many { 0 } else { options.meetings / 10 };
+    let installations: Vec<(String, u64)> = if many {
+        (1..=options.installations)
+            .map(|k| (format!("{}-{k}", options.installation), options.meetings))
+            .collect()
+    } else {
         std::iter::once((options.installation.clone(), options.meetings))
             .chain(
                 (1..=options.neighbours)
                     .map(|n| (format!("{}-n{n}", options.installation), neighbour_size)),
             )
-            .collect();
-    // Users' sets are per installation when their template names it, else shared.
-    let per_installation = templates.clients.contains("<installation>");
+            .collect()
+    };
+    // Users' sets are per installation when their template names it or each installation
+    // has its own users; else the neighbours share the first one's.
+    let per_installation = many || templates.clients.contains("<installation>");
     for (installation, _) in
         installations
             .iter()
             .take(if per_installation { usize::MAX } else { 1 })
     {
+        let prefix = if many {
+            format!("{}{installation}-", options.user_prefix)
+        } else {
+            options.user_prefix.clone()
+        };
         write_users(
             &mut con,
             &mut rng,
             options,
             &templates,
             installation,
+            &prefix,
             clients,
         )?;
     }
-    let total = options.meetings + options.neighbours * neighbour_size;
+    let total: u64 = installations.iter().map(|(_, count)| count).sum();
     let mut progress = Progress::new(total);
     // Ids are global under the default `meeting:<id>` key, so each installation gets its own range.
     let mut next_id = 1;
@@ -159,14 +179,25 @@ fn load(options: &Options) -> Result<(), String> {
     }
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "loaded {} meetings into installation {} (+{} in {} neighbours) in {seconds:.2} s: {:.0} meetings/s",
-        options.meetings,
-        options.installation,
-        options.neighbours * neighbour_size,
-        options.neighbours,
-        total as f64 / seconds.max(1e-9)
-    );
+    let rate = total as f64 / seconds.max(1e-9);
+    if many {
+        println!(
+            "loaded {} installations of {} meetings ({}-1 to {}-{}) in {seconds:.2} s: {rate:.0} meetings/s",
+            options.installations,
+            options.meetings,
+            options.installation,
+            options.installation,
+            options.installations,
+        );
+    } else {
+        println!(
+            "loaded {} meetings into installation {} (+{} in {} neighbours) in {seconds:.2} s: {rate:.0} meetings/s",
+            options.meetings,
+            options.installation,
+            options.neighbours * neighbour_size,
+            options.neighbours,
+        );
+    }
     Ok(())
 }
 
@@ -177,6 +208,7 @@ fn write_users(
     options: &Options,
     templates: &Templates,
     installation: &str,
+    user_prefix: &str,
     clients: u64,
 ) -> Result<(), String> {
     let mut pipe = redis::pipe();
@@ -184,7 +216,7 @@ fn write_users(
         let share = if user <= MANAGERS { 2 } else { 100 };
         let count = (clients / share).max(1);
         let visible: Vec<u64> = (0..count).map(|_| 1 + rng.below(clients)).collect();
-        let user = format!("{}{user}", options.user_prefix);
+        let user = format!("{user_prefix}{user}");
         let key = render(
             &templates.clients,
             &[("<installation>", installation), ("<user>", &user)],
