@@ -402,7 +402,7 @@ def run_installations(count, results):
             "installations": count, "meetings_each": 100,
             "meetings": int(after.get("index_meetings", 0)), "memory_bytes": int(after.get("index_memory_bytes", 0)),
             "from_index": from_index,
-            "from_keyspace": int(after.get("index_keyspace_answers", 0)) - int(before.get("index_keyspace_answers", 0)),
+            "from_keyspace": int(after.get("plan_keyspace", 0)) - int(before.get("plan_keyspace", 0)),
             "server_us": stats.get("usec_per_call", 0.0),
         }
         log(f"  {results['installations']}")

@@ -84,6 +84,19 @@ impl<T: Clone> Chunked<T> {
         self.len = 0;
     }
 
+    /// Gives back the unused room of the last chunk.
+    pub fn shrink_to_fit(&mut self) {
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.shrink_to_fit();
+        }
+        self.chunks.shrink_to_fit();
+    }
+
+    /// Each entry, in order, to change in place.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.chunks.iter_mut().flatten()
+    }
+
     /// Drops up to `count` entries from the end; `false` once it is empty.
     pub fn drop_some(&mut self, count: usize) -> bool {
         let Some(chunk) = self.chunks.last_mut() else {
@@ -155,6 +168,13 @@ impl IdArena {
 
     fn drop_some(&mut self, count: usize) -> bool {
         self.spans.drop_some(count) || self.blocks.pop().is_some()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        if let Some(block) = self.blocks.last_mut() {
+            block.shrink_to_fit();
+        }
+        self.spans.shrink_to_fit();
     }
 
     fn bytes(&self) -> usize {
@@ -251,6 +271,17 @@ impl Ordinals {
             if let Some(table) = self.shards.get_mut(shard) {
                 table.insert_unique(hash, ordinal, rehash);
             }
+        }
+    }
+
+    /// Gives back unused room: the last block and spans, and the tables' (each rehashed:
+    /// for a small index only).
+    pub fn shrink_to_fit(&mut self) {
+        self.ids.shrink_to_fit();
+        let (hasher, ids) = (&self.hasher, &self.ids);
+        let rehash = |o: &u32| hasher.hash_one(ids.get(*o as usize).unwrap_or_default());
+        for table in &mut self.shards {
+            table.shrink_to_fit(rehash);
         }
     }
 

@@ -2,6 +2,7 @@
 //! algebra), the page (a walk over score ranges or a heap), then the page checked against
 //! the keyspace and its fields read.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -21,6 +22,8 @@ use crate::error::{printable, CrmError};
 
 /// Users whose visible meetings stay cached at once.
 const MAX_VISIBLE: usize = 1024;
+/// Visible meetings are cached from this union cost (meetings of the user's clients) on.
+const VISIBLE_CACHE_FROM: u64 = 4096;
 
 /// What [`Index::execute`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,9 +107,10 @@ impl<C> Index<C> {
                 &query.user,
                 &user.data,
                 &self.client_meetings,
+                union_cost,
                 &mut self.counters.visible_built,
             );
-            restrict(visible, &groups)
+            restrict(&visible, &groups)
         } else {
             let candidates = intersect(&groups);
             let clients = &user.data;
@@ -331,34 +335,40 @@ fn filter_groups<'a, C>(
     Some(groups)
 }
 
-/// A user's visible meetings (the union of their clients' meetings), computed and cached
-/// when missing. At most [`MAX_VISIBLE`] users keep one (every client change updates each).
+/// A user's visible meetings (the union of their clients' meetings). Cached when the union
+/// costs `union_cost` of [`VISIBLE_CACHE_FROM`] or more (a small one is cheaper to make
+/// again than to keep, in thousands of small installations); at most [`MAX_VISIBLE`] users
+/// keep one (every client change updates each).
 fn visible<'a>(
     cache: &'a mut HashMap<Bytes, RoaringBitmap>,
     user: &[u8],
     clients: &RoaringBitmap,
     client_meetings: &Chunked<Vec<u32>>,
+    union_cost: u64,
     built: &mut u64,
-) -> &'a RoaringBitmap {
-    if !cache.contains_key(user) {
-        if cache.len() >= MAX_VISIBLE {
-            let evicted = cache.keys().next().cloned();
-            if let Some(evicted) = evicted {
-                cache.remove(&evicted);
-            }
-        }
-        *built += 1;
-        let mut union = RoaringBitmap::new();
-        for meetings in clients
-            .iter()
-            .filter_map(|client| client_meetings.get(client as usize))
-        {
-            union.extend(meetings.iter().copied());
-        }
-        cache.insert(user.to_vec(), union);
+) -> Cow<'a, RoaringBitmap> {
+    if cache.contains_key(user) {
+        static NONE: LazyLock<RoaringBitmap> = LazyLock::new(RoaringBitmap::new);
+        return Cow::Borrowed(cache.get(user).unwrap_or(&NONE));
     }
-    static NONE: LazyLock<RoaringBitmap> = LazyLock::new(RoaringBitmap::new);
-    cache.get(user).unwrap_or(&NONE)
+    let mut union = RoaringBitmap::new();
+    for meetings in clients
+        .iter()
+        .filter_map(|client| client_meetings.get(client as usize))
+    {
+        union.extend(meetings.iter().copied());
+    }
+    if union_cost < VISIBLE_CACHE_FROM {
+        return Cow::Owned(union);
+    }
+    if cache.len() >= MAX_VISIBLE {
+        let evicted = cache.keys().next().cloned();
+        if let Some(evicted) = evicted {
+            cache.remove(&evicted);
+        }
+    }
+    *built += 1;
+    Cow::Borrowed(cache.entry(user.to_vec()).or_insert(union))
 }
 
 /// The meetings in every group (in one of each group's sets).

@@ -32,6 +32,8 @@ use crate::error::CrmError;
 
 /// The client ordinal of a meeting without a hash or without a client.
 const NO_CLIENT: u32 = u32::MAX;
+/// Indexes up to this many meetings are shrunk once built (a millisecond at most).
+const SHRINK_UP_TO: usize = 1 << 15;
 /// A client's list of meetings: its allocation's overhead, estimated.
 const CLIENT_LIST_OVERHEAD: usize = 16;
 
@@ -248,6 +250,26 @@ impl<C> Index<C> {
                     .is_some_and(Loaded::<C, SortData>::is_sorted),
                 Part::Clients(user) => self.users.get(user).is_some_and(|p| p.load.is_ready()),
             })
+    }
+
+    /// Gives back the room its vectors and tables grew into, once built: thousands of
+    /// small installations would otherwise hold a third more than their data. Only below
+    /// [`SHRINK_UP_TO`] meetings (rehashing a million ids would hold the server).
+    pub fn shrink_to_fit(&mut self) {
+        if self.ordinals.len() > SHRINK_UP_TO {
+            return;
+        }
+        self.ordinals.shrink_to_fit();
+        self.clients.shrink_to_fit();
+        self.client_of.shrink_to_fit();
+        self.client_meetings.shrink_to_fit();
+        self.client_meetings.iter_mut().for_each(Vec::shrink_to_fit);
+        for sort in self.sorts.values_mut() {
+            sort.data.scores.shrink_to_fit();
+        }
+        self.sets.shrink_to_fit();
+        self.sorts.shrink_to_fit();
+        self.users.shrink_to_fit();
     }
 
     /// Frees a bounded piece of a dropped index (a million meetings freed at once hold the

@@ -235,7 +235,12 @@ impl Registry {
                 .meetings_named(key.0, installation, before, after);
         }
         let entry = self.entries.entry(key.clone()).or_insert_with(|| {
-            Entry::new(templates.clone(), meeting_key, sort_member, installation)
+            Box::new(Entry::new(
+                templates.clone(),
+                meeting_key,
+                sort_member,
+                installation,
+            ))
         });
         Ok(Some(entry))
     }

@@ -117,7 +117,8 @@ struct Writing {
 }
 
 struct Registry {
-    entries: HashMap<(i32, Bytes), Entry>,
+    /// Boxed: thousands of installations' entries, moved when the map grows.
+    entries: HashMap<(i32, Bytes), Box<Entry>>,
     /// Installations that may not have an index until then, and why.
     resting: HashMap<(i32, Bytes), (Instant, &'static str)>,
     /// The CRM write under way, if any.
