@@ -9,7 +9,7 @@ a private cluster on a loopback port. Every system's total and page must agree w
 CRM.MEETINGS before anything is timed. Writes bench/RESULTS.md, bench/results.json and
 bench/server-time.png.
 
-Usage: bench.py [--sizes 10000,100000,1000000] [--smoke] [--out bench]
+Usage: bench.py [--sizes 10000,100000,1000000] [--smoke] [--out bench] [--installations K]
 """
 import argparse
 import datetime
@@ -659,10 +659,15 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="few calls per query: an agreement check")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench"))
     parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md and the chart from results.json")
+    parser.add_argument("--installations", type=int, metavar="K",
+                        help="only the run of K installations of 100 meetings, into results.json's other figures")
     args = parser.parse_args()
-    if args.render:
+    if args.render or args.installations:
         with open(os.path.join(args.out, "results.json")) as f:
-            write_results(json.load(f), args.out)
+            results = json.load(f)
+        if args.installations:
+            run_installations(args.installations, results)
+        write_results(results, args.out)
         return
     sizes = [int(n) for n in args.sizes.split(",")]
     search = os.environ["REDISEARCH_SO"]

@@ -34,7 +34,7 @@ mod module {
     use crate::ffi::block;
     use crate::ffi::command_info;
     use crate::ffi::hooks::{on_data_replaced, register_run_soon, release_run_soon, work_pending};
-    use crate::store::index;
+    use crate::store::{access, index};
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         command::run_guarded(ctx, &args, &spec::MEETINGS, meetings::meetings)
@@ -119,6 +119,7 @@ mod module {
         }
         index::free_all();
         index::members::release();
+        access::release();
         release_run_soon();
         config::release();
         Status::Ok

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{load_seed, meetings, Server};
+use common::{crm_load, load_seed, meetings, Server, TAGGED_TEMPLATES};
 
 #[test]
 fn seed_example_answers_per_user() {
@@ -53,4 +53,76 @@ fn seed_example_paging_and_order() {
     // No FILTER: every meeting of the installation (meetings_ins_10) the user may see.
     assert_eq!(meetings(&mut con, &["10", "3"]).ids(), ["19", "23"]);
     assert_eq!(meetings(&mut con, &["10", "2"]).ids(), ["11", "19"]);
+}
+
+/// crm-load next to the seed (as `make run` does): it skips the ids another installation
+/// holds, so the seed example still answers 11 and 19; a second installation's load skips
+/// the first one's; and it writes through the server's templates.
+#[test]
+fn crm_load_never_overwrites_and_follows_the_templates() {
+    let server = Server::start();
+    let mut con = server.connect();
+    load_seed(&mut con);
+    let seed_hash = |con: &mut redis::Connection| -> Vec<String> {
+        redis::cmd("HGETALL").arg("meeting:11").query(con).unwrap()
+    };
+    let before = seed_hash(&mut con);
+    let load = |installation: &str, prefix: &str| {
+        crm_load(
+            &server,
+            &[
+                "--meetings",
+                "50",
+                "--installation",
+                installation,
+                "--neighbours",
+                "0",
+                "--users",
+                "10",
+                "--user-prefix",
+                prefix,
+            ],
+        );
+    };
+    load("20", "g");
+    load("30", "h");
+    let seed = meetings(
+        &mut con,
+        &[
+            "10", "2", "FILTER", "type", "email", "FILTER", "status", "open",
+        ],
+    );
+    assert_eq!(
+        (seed.total, seed.ids()),
+        (2, vec!["11".to_string(), "19".to_string()])
+    );
+    assert_eq!(seed_hash(&mut con), before);
+    // Each installation got its 50 meetings, under ids no other holds.
+    for (installation, manager) in [("20", "g1"), ("30", "h1")] {
+        let set: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("meetings_ins_{installation}"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(set.len(), 50, "installation {installation}");
+        for id in &set {
+            let owner: Option<String> = redis::cmd("HGET")
+                .arg(format!("meeting:{id}"))
+                .arg("installation")
+                .query(&mut con)
+                .unwrap();
+            assert_eq!(owner.as_deref(), Some(installation), "meeting {id}");
+        }
+        assert!(meetings(&mut con, &[installation, manager]).total > 0);
+    }
+
+    let tagged = Server::start_with(&TAGGED_TEMPLATES, &[]);
+    crm_load(
+        &tagged,
+        &["--meetings", "50", "--neighbours", "0", "--users", "10"],
+    );
+    let mut con = tagged.connect();
+    assert!(
+        meetings(&mut con, &["10", "1"]).total > 0,
+        "crm-load ignored the templates"
+    );
 }

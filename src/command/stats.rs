@@ -119,7 +119,8 @@ pub fn register(ctx: &Context) -> Result<(), String> {
 }
 
 /// Runs before every command of the server: CONFIG RESETSTAT resets these statistics, an
-/// ACL command (or an EXEC that may hold one) may change what users may read, and the
+/// ACL command (or the EXEC of a transaction that may hold one) may change what users may
+/// read, and the
 /// indexes note the members a write names (see `store::index::members`).
 fn watch_command(command: &FilteredCommand) {
     let name = command.arg(0);
@@ -129,8 +130,10 @@ fn watch_command(command: &FilteredCommand) {
     {
         reset();
     }
-    if name.eq_ignore_ascii_case(b"acl") || name.eq_ignore_ascii_case(b"exec") {
-        access::forget_acl_cache();
+    if name.eq_ignore_ascii_case(b"acl") {
+        access::acl_command(command.client_id());
+    } else if name.eq_ignore_ascii_case(b"exec") {
+        access::exec_command(command.client_id());
     }
     index::members::on_command(command);
 }

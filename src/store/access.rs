@@ -137,8 +137,48 @@ static READ_PATTERNS: Mutex<Option<HashMap<Vec<u8>, ReadPatterns>>> = Mutex::new
 /// proven again.
 static ACL_GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// ACL rules may have changed (an ACL command, or an EXEC that may hold one): ask again.
-pub fn forget_acl_cache() {
+/// Clients that sent an ACL command, perhaps queued in a transaction: their next EXEC
+/// may run it.
+static ACL_SENDERS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// An ACL command, about to run or to be queued (the filter cannot tell): what users may
+/// read may change now, and again when the client's EXEC runs it. `None`: the server
+/// cannot name the client (Redis 7.0), so every EXEC counts.
+pub fn acl_command(client: Option<u64>) {
+    forget_acl_cache();
+    if let Some(client) = client {
+        let mut senders = ACL_SENDERS.lock().unwrap_or_else(PoisonError::into_inner);
+        if !senders.contains(&client) {
+            senders.push(client);
+        }
+    }
+}
+
+/// An EXEC: it may run a queued ACL command when its client sent one (or when the server
+/// cannot name the client).
+pub fn exec_command(client: Option<u64>) {
+    let sent_acl = match client {
+        Some(client) => {
+            let mut senders = ACL_SENDERS.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = senders.len();
+            senders.retain(|&sender| sender != client);
+            senders.len() != before
+        }
+        None => true,
+    };
+    if sent_acl {
+        forget_acl_cache();
+    }
+}
+
+/// The module unloads: nothing may stay allocated in its statics.
+pub fn release() {
+    *ACL_SENDERS.lock().unwrap_or_else(PoisonError::into_inner) = Vec::new();
+    *READ_PATTERNS.lock().unwrap_or_else(PoisonError::into_inner) = None;
+}
+
+/// ACL rules may have changed: ask again, prove again.
+fn forget_acl_cache() {
     ACL_GENERATION.fetch_add(1, Ordering::Relaxed);
     *READ_PATTERNS.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }

@@ -1,12 +1,11 @@
 //! Answering a query from its installation's index, or saying why the keyspace path must:
 //! the caller's ACL, the keys it names, the index's state for the query.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use redis_module::{Context, ContextFlags};
+use redis_module::Context;
 
 use super::loading::{MEMORY_REST, QUERY_BUDGET};
-use super::permits::Permission;
 use super::ttl::{touch_volatile, watch_ttl};
 use super::{with_registry, Entry, Registry};
 use crate::core::index::answer::Answer;
@@ -19,16 +18,13 @@ use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::error::KeyKind;
 use crate::ffi::selected_db;
-use crate::store::access::{reader, Reader};
+use crate::store::access::reader;
 use crate::store::keys::{Placeholder, Template};
 use crate::store::keyspace::KeyspaceStore;
 
 /// Keys with a TTL an index follows at most; beyond, the installation takes the keyspace
 /// path (each is touched before every answer).
 const MAX_VOLATILE_KEYS: usize = 1000;
-/// The most a woken client's run spends checking a restricted user's meeting hashes (its
-/// loading slices did the rest; hundreds of woken clients may run back to back).
-const RESUMED_CHECKS: Duration = Duration::from_micros(100);
 
 /// Where a query's answer comes from.
 pub enum Route {
@@ -113,37 +109,11 @@ pub fn try_answer(
         };
         // The index holds every meeting's client: a restricted user reads it only once it
         // may read every meeting hash (see `permits.rs`).
-        if let Reader::User { name, patterns } = &reader {
-            let permission = if ctx.get_flags().contains(ContextFlags::MULTI) {
-                // An ACL command earlier in the same transaction is not seen: only what the
-                // patterns prove holds here.
-                if entry.proven(patterns) {
-                    Permission::Granted
-                } else {
-                    return Ok(Route::Keyspace(
-                        "inside MULTI/EXEC a restricted user's meeting hashes are checked key by key",
-                    ));
-                }
-            } else {
-                let budget = if may_load {
-                    QUERY_BUDGET
-                } else {
-                    RESUMED_CHECKS
-                };
-                entry.permission(name, patterns, Instant::now() + budget)?
-            };
-            match permission {
-                Permission::Granted => {}
-                Permission::Denied => {
-                    return Ok(Route::Keyspace(
-                        "the user's ACL denies the hash of a meeting the index holds",
-                    ))
-                }
-                Permission::Checking => {
-                    registry.arm_timer(ctx);
-                    return Ok(Route::Loading);
-                }
+        if let Some(route) = entry.route_for(ctx, &reader, may_load)? {
+            if matches!(route, Route::Loading) {
+                registry.arm_timer(ctx);
             }
+            return Ok(route);
         }
         let visible_built = entry.index.counters.visible_built;
         let answer = entry.index.execute(store, query, forced, trace)?;

@@ -170,7 +170,7 @@ pub fn build_slice(ctx: &Context) {
                 let store = KeyspaceStore::new(ctx, entry.templates.clone(), guard);
                 registry.refresh(&key, &store, deadline);
             }
-            registry.check_waiting_users(deadline);
+            registry.check_permits(deadline);
             // Preloading gets the time left, after the indexes that have work.
             if registry.preloading.is_some() && Instant::now() < deadline {
                 // A failed step ends preloading; queries still build their indexes.
@@ -184,6 +184,7 @@ pub fn build_slice(ctx: &Context) {
                 .values()
                 .any(|entry| entry.index.has_work());
             if work
+                || registry.permits_pending()
                 || !registry.waiters.is_empty()
                 || registry.preloading.is_some()
                 || !registry.released.is_empty()

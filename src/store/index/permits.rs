@@ -9,16 +9,24 @@
 //! (`RM_ACLCheckKeyPermissions`) in bounded slices, once per user, index and ACL change,
 //! and then for each meeting the index learns of.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::Entry;
+use redis_module::{Context, ContextFlags};
+
+use super::answer::Route;
+use super::loading::QUERY_BUDGET;
+use super::{Entry, Registry};
+use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::ffi::string::ModuleString;
 use crate::ffi::user::{ModuleUser, Need};
-use crate::store::access::{acl_generation, ReadPatterns};
+use crate::store::access::{acl_generation, ReadPatterns, Reader};
 
 /// Meeting hashes checked between two looks at the clock.
 const CHECKS_PER_LOOK: u32 = 256;
+/// The most a woken client's run spends checking (the loading slices did the rest;
+/// hundreds of woken clients may run back to back).
+const RESUMED_CHECKS: Duration = Duration::from_micros(100);
 
 /// How far one user's permission over an index's meeting hashes is known.
 #[derive(Debug, Default)]
@@ -32,7 +40,7 @@ pub(super) struct Permit {
 
 /// Whether a user may read every meeting hash of an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
+enum Permission {
     Granted,
     /// Some meeting's hash is denied: the keyspace path answers (with its NOPERM).
     Denied,
@@ -41,9 +49,48 @@ pub enum Permission {
 }
 
 impl Entry {
+    /// `None` when the caller may read the index (no user, or one that may read every
+    /// meeting hash); otherwise the route its query takes: the keyspace path (a hash is
+    /// denied, or inside MULTI/EXEC without a proof) or, while the check goes on, the
+    /// wait for it (`Route::Loading`). `may_load`: the query may check for up to 2 ms.
+    pub(super) fn route_for(
+        &mut self,
+        ctx: &Context,
+        reader: &Reader,
+        may_load: bool,
+    ) -> Result<Option<Route>, CrmError> {
+        let Reader::User { name, patterns } = reader else {
+            return Ok(None);
+        };
+        let permission = if ctx.get_flags().contains(ContextFlags::MULTI) {
+            // An ACL command earlier in the same transaction is not seen: only what the
+            // patterns prove holds here.
+            if !self.proven(patterns) {
+                return Ok(Some(Route::Keyspace(
+                    "inside MULTI/EXEC a restricted user's meeting hashes are checked key by key",
+                )));
+            }
+            Permission::Granted
+        } else {
+            let budget = if may_load {
+                QUERY_BUDGET
+            } else {
+                RESUMED_CHECKS
+            };
+            self.permission(name, patterns, Instant::now() + budget)?
+        };
+        Ok(match permission {
+            Permission::Granted => None,
+            Permission::Denied => Some(Route::Keyspace(
+                "the user's ACL denies the hash of a meeting the index holds",
+            )),
+            Permission::Checking => Some(Route::Loading),
+        })
+    }
+
     /// What `user` (with `patterns`) may read of the index's meeting hashes, checking until
     /// `deadline` what is not known yet.
-    pub(super) fn permission(
+    fn permission(
         &mut self,
         user: &[u8],
         patterns: &ReadPatterns,
@@ -95,7 +142,7 @@ impl Entry {
     }
 
     /// Whether `patterns` prove at once that every meeting hash may be read.
-    pub(super) fn proven(&self, patterns: &ReadPatterns) -> bool {
+    fn proven(&self, patterns: &ReadPatterns) -> bool {
         self.meeting_key
             .as_ref()
             .is_some_and(|(before, _)| patterns.cover_prefix(before))
@@ -103,10 +150,47 @@ impl Entry {
 
     /// Whether `user`'s permission is known (granted or denied) under the current ACL.
     pub(super) fn permission_settled(&self, user: &[u8]) -> bool {
+        self.permits
+            .get(user)
+            .is_some_and(|permit| permit.generation == acl_generation() && !self.unsettled(permit))
+    }
+
+    /// The users whose checks began under the current ACL and are not done.
+    fn users_checking(&self) -> Vec<Bytes> {
+        let generation = acl_generation();
+        self.permits
+            .iter()
+            .filter(|(_, permit)| permit.generation == generation && self.unsettled(permit))
+            .map(|(user, _)| user.clone())
+            .collect()
+    }
+
+    fn unsettled(&self, permit: &Permit) -> bool {
         let known = u32::try_from(self.index.meetings()).unwrap_or(u32::MAX);
-        self.permits.get(user).is_some_and(|permit| {
-            permit.generation == acl_generation() && (permit.denied || permit.checked >= known)
-        })
+        !permit.denied && permit.checked < known
+    }
+}
+
+impl Registry {
+    /// Goes on checking, until `deadline`, the meeting hashes of users whose check a query
+    /// began (a blocked client waits for it; a script's query finds it done next time).
+    pub(super) fn check_permits(&mut self, deadline: Instant) {
+        for entry in self.entries.values_mut() {
+            for user in entry.users_checking() {
+                if Instant::now() >= deadline {
+                    return;
+                }
+                // An error (no memory for a key name) leaves the check to the next query.
+                let _ = entry.permission(&user, &ReadPatterns::default(), deadline);
+            }
+        }
+    }
+
+    /// Whether a check is under way.
+    pub(super) fn permits_pending(&self) -> bool {
+        self.entries
+            .values()
+            .any(|entry| !entry.users_checking().is_empty())
     }
 }
 

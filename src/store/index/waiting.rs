@@ -13,7 +13,7 @@ use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::ffi::block::{self, Blocked};
 use crate::ffi::selected_db;
-use crate::store::access::{reader, ReadPatterns, Reader};
+use crate::store::access::{reader, Reader};
 
 /// A blocked client and what it waits for.
 pub(super) struct Waiter {
@@ -104,23 +104,5 @@ impl Registry {
                     || (ready && waiter.user.as_ref().is_some_and(checking))
             })
         });
-    }
-
-    /// Checks, until `deadline`, the meeting hashes of the restricted users that blocked
-    /// clients wait for, once their parts are loaded.
-    pub(super) fn check_waiting_users(&mut self, deadline: Instant) {
-        for waiter in &self.waiters {
-            let Some(user) = &waiter.user else { continue };
-            let Some(entry) = self.entries.get_mut(&waiter.key) else {
-                continue;
-            };
-            if Instant::now() >= deadline {
-                return;
-            }
-            if entry.index.is_ready(&waiter.parts) {
-                // An error (no memory for a key name) leaves the check to the query.
-                let _ = entry.permission(user, &ReadPatterns::default(), deadline);
-            }
-        }
     }
 }
