@@ -270,3 +270,90 @@ fn preloaded_indexes_are_built_after_a_load_without_a_query() {
         "{error:?}"
     );
 }
+
+/// A restricted user whose patterns do not prove the meeting hashes readable (a character
+/// class) has each of the 60,000 hashes checked: its first query waits for that check as
+/// for a load (the server answering others), then is answered from the index, as the
+/// keyspace path answers it; a user denied some hashes gets the keyspace path's NOPERM.
+#[test]
+fn a_restricted_user_waits_for_its_check_then_reads_the_index() {
+    let server = loaded_server(&[]);
+    let mut admin = server.connect();
+    // No filter: every one of the 60,000 meetings is a candidate, and its hash checked.
+    let big = query("10", "7", &[]);
+    let expected = reference(&mut admin, &big);
+    for (user, pattern) in [
+        ("checked", "%R~meeting:[0-9]*"),
+        ("denied", "%R~meeting:[0-8]*"),
+    ] {
+        redis::cmd("ACL")
+            .arg(&[
+                "SETUSER",
+                user,
+                "on",
+                ">pw",
+                "+@all",
+                "%R~meeting_*",
+                "%R~meetings_*",
+            ])
+            .arg(&["%R~clients_for_user:*", pattern])
+            .query::<()>(&mut admin)
+            .unwrap();
+    }
+    let login = |user: &str| {
+        let mut con = server.connect();
+        redis::cmd("AUTH")
+            .arg(user)
+            .arg("pw")
+            .query::<()>(&mut con)
+            .unwrap();
+        con
+    };
+    // The index's parts first, for a `~*` user.
+    assert_eq!(
+        decode(
+            redis::cmd("CRM.MEETINGS")
+                .arg(big.module_args())
+                .query(&mut admin)
+                .unwrap()
+        ),
+        expected
+    );
+    let waits = figure(&mut admin, "index_waits");
+    let answered = |con: &mut Connection| -> u64 {
+        ["plan_filter_first", "plan_client_first", "plan_sort_walk"]
+            .iter()
+            .map(|name| figure(con, name))
+            .sum()
+    };
+    let before = answered(&mut admin);
+    let mut checked = login("checked");
+    let started = Instant::now();
+    let answer: Value = redis::cmd("CRM.MEETINGS")
+        .arg(big.module_args())
+        .query(&mut checked)
+        .unwrap();
+    assert_eq!(decode(answer), expected);
+    assert!(
+        figure(&mut admin, "index_waits") > waits,
+        "the check took under 2 ms: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        answered(&mut admin),
+        before + 1,
+        "not answered from the index"
+    );
+    // Checked once: the next query reads the index at once.
+    let answer: Value = redis::cmd("CRM.MEETINGS")
+        .arg(big.module_args())
+        .query(&mut checked)
+        .unwrap();
+    assert_eq!(decode(answer), expected);
+    assert_eq!(answered(&mut admin), before + 2);
+    let error = redis::cmd("CRM.MEETINGS")
+        .arg(big.module_args())
+        .query::<Value>(&mut login("denied"))
+        .unwrap_err();
+    assert!(error_text(&error).starts_with("NOPERM"), "{error:?}");
+}

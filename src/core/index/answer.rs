@@ -23,7 +23,7 @@ use crate::error::{printable, CrmError};
 /// Users whose visible meetings stay cached at once.
 const MAX_VISIBLE: usize = 1024;
 /// Visible meetings are cached from this union cost (meetings of the user's clients) on.
-const VISIBLE_CACHE_FROM: u64 = 4096;
+const VISIBLE_CACHE_FROM: u64 = 256;
 
 /// What [`Index::execute`] did.
 #[derive(Debug, Clone, PartialEq)]

@@ -148,11 +148,13 @@ impl Entry {
             .is_some_and(|(before, _)| patterns.cover_prefix(before))
     }
 
-    /// Whether `user`'s permission is known (granted or denied) under the current ACL.
-    pub(super) fn permission_settled(&self, user: &[u8]) -> bool {
-        self.permits
-            .get(user)
-            .is_some_and(|permit| permit.generation == acl_generation() && !self.unsettled(permit))
+    /// Whether `user`'s reads of the meeting hashes are still being checked; starts the
+    /// check (the loading slices go on with it) when none is under way.
+    pub(super) fn checking(&mut self, user: &[u8], patterns: &ReadPatterns) -> bool {
+        matches!(
+            self.permission(user, patterns, Instant::now()),
+            Ok(Permission::Checking)
+        )
     }
 
     /// The users whose checks began under the current ACL and are not done.

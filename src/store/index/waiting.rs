@@ -13,14 +13,15 @@ use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::ffi::block::{self, Blocked};
 use crate::ffi::selected_db;
-use crate::store::access::{reader, Reader};
+use crate::store::access::{reader, ReadPatterns, Reader};
 
 /// A blocked client and what it waits for.
 pub(super) struct Waiter {
     key: (i32, Bytes),
     parts: Vec<Part>,
-    /// A restricted user whose reads of the meeting hashes are being checked.
-    user: Option<Bytes>,
+    /// The calling user and its read patterns: once the parts are loaded, the client waits
+    /// until the user's reads of the meeting hashes are known too.
+    user: Option<(Bytes, ReadPatterns)>,
     /// Past it the client is answered `LOADING ...` (`crm.index-wait-ms`).
     until: Instant,
     /// Dropping it wakes the client.
@@ -34,7 +35,7 @@ pub fn wait(ctx: &Context, query: &Query, timeout: Duration) -> Result<(), CrmEr
     let until = Instant::now() + timeout;
     let user = match reader(ctx)? {
         Reader::Everything => None,
-        Reader::User { name, .. } => Some(name),
+        Reader::User { name, patterns } => Some((name, patterns)),
     };
     let client = block::block(ctx)?;
     with_registry(|registry| {
@@ -95,14 +96,18 @@ impl Registry {
         self.figures.wait_timeouts += late.len() as u64;
         late.into_iter().for_each(|waiter| waiter.client.time_out());
         self.waiters = waiting;
-        let entries = &self.entries;
+        let entries = &mut self.entries;
         self.waiters.retain(|waiter| {
-            entries.get(&waiter.key).is_some_and(|entry| {
-                let ready = entry.index.is_ready(&waiter.parts);
-                let checking = |user: &Bytes| !entry.permission_settled(user);
-                (entry.index.has_work() && !ready)
-                    || (ready && waiter.user.as_ref().is_some_and(checking))
-            })
+            let Some(entry) = entries.get_mut(&waiter.key) else {
+                return false;
+            };
+            if !entry.index.is_ready(&waiter.parts) {
+                return entry.index.has_work();
+            }
+            waiter
+                .user
+                .as_ref()
+                .is_some_and(|(user, patterns)| entry.checking(user, patterns))
         });
     }
 }
