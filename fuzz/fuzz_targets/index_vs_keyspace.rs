@@ -323,8 +323,12 @@ impl World {
         let installation = *u.choose(&INSTALLATIONS)?;
         let id = b(u.choose(&IDS)?);
         let stored = self.stored(&id);
-        let Ok(effects) = effects_of_delete(installation, &id, stored.as_deref(), &self.schema)
-        else {
+        let Ok(effects) = effects_of_delete(
+            installation.as_bytes(),
+            &id,
+            stored.as_deref(),
+            &self.schema,
+        ) else {
             return Ok(());
         };
         self.write_through(installation, &id, &effects);
