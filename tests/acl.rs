@@ -55,16 +55,6 @@ fn server_with_two_installations() -> Server {
     server
 }
 
-fn login(server: &Server, user: &str) -> Connection {
-    let mut con = server.connect();
-    redis::cmd("AUTH")
-        .arg(user)
-        .arg("pw")
-        .query::<()>(&mut con)
-        .unwrap();
-    con
-}
-
 fn call(con: &mut Connection, args: &[&str]) -> Result<Value, String> {
     redis::cmd(args[0])
         .arg(&args[1..])
@@ -80,7 +70,7 @@ fn total(value: Value) -> i64 {
 fn confined_user_reaches_only_its_installation() {
     let server = server_with_two_installations();
     let mut admin = server.connect();
-    let mut alice = login(&server, "alice");
+    let mut alice = server.login("alice");
     assert_eq!(
         total(call(&mut alice, &["CRM.MEETINGS", "10", "1"]).unwrap()),
         3
@@ -129,7 +119,7 @@ fn confined_user_reaches_only_its_installation() {
 fn read_only_user_cannot_write() {
     let server = server_with_two_installations();
     let mut admin = server.connect();
-    let mut reader = login(&server, "reader");
+    let mut reader = server.login("reader");
     assert_eq!(
         total(call(&mut reader, &["CRM.MEETINGS", "10", "1"]).unwrap()),
         3
@@ -155,7 +145,7 @@ fn read_only_user_cannot_write() {
 #[test]
 fn user_without_the_command_is_refused() {
     let server = server_with_two_installations();
-    let mut user = login(&server, "nocommand");
+    let mut user = server.login("nocommand");
     let error = call(&mut user, &["CRM.MEETINGS", "10", "1"]).unwrap_err();
     assert!(error.starts_with("NOPERM"), "{error}");
     assert!(call(&mut user, &["CRM.CHECK", "10"]).is_ok());
@@ -164,7 +154,7 @@ fn user_without_the_command_is_refused() {
 #[test]
 fn multi_and_scripts_check_the_same() {
     let server = server_with_two_installations();
-    let mut alice = login(&server, "alice");
+    let mut alice = server.login("alice");
     let allowed: (Value,) = redis::pipe()
         .atomic()
         .cmd("CRM.MEETINGS")
@@ -306,7 +296,7 @@ fn repair_refused_before_its_first_write() {
         .query::<()>(&mut admin)
         .unwrap();
     let before = keyspace_state(&mut admin);
-    let mut user = login(&server, "setwriter");
+    let mut user = server.login("setwriter");
     let error = call(&mut user, &["CRM.REPAIR", "10"]).unwrap_err();
     assert!(
         error.starts_with("NOPERM this user has no permissions to access the '{10}:meeting_"),

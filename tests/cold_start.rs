@@ -10,18 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::dataset::Query;
-use common::{crm_load, decode, error_text, info, Answer, Server, REFERENCE_LUA};
+use common::{crm_load, decode, error_text, figure, index_answers, Answer, Server, REFERENCE_LUA};
 use redis::{Connection, ConnectionLike, ErrorKind, Value};
 
 /// Enough meetings that building their index takes many loading slices.
 const MEETINGS: &str = "60000";
-
-fn figure(con: &mut Connection, name: &str) -> u64 {
-    info(con, "crm")
-        .get(&format!("crm_{name}"))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0)
-}
 
 fn query(installation: &str, user: &str, filters: &[(&str, &str)]) -> Query {
     Query {
@@ -300,15 +293,6 @@ fn a_restricted_user_waits_for_its_check_then_reads_the_index() {
             .query::<()>(&mut admin)
             .unwrap();
     }
-    let login = |user: &str| {
-        let mut con = server.connect();
-        redis::cmd("AUTH")
-            .arg(user)
-            .arg("pw")
-            .query::<()>(&mut con)
-            .unwrap();
-        con
-    };
     // The index's parts first, for a `~*` user.
     assert_eq!(
         decode(
@@ -320,14 +304,8 @@ fn a_restricted_user_waits_for_its_check_then_reads_the_index() {
         expected
     );
     let waits = figure(&mut admin, "index_waits");
-    let answered = |con: &mut Connection| -> u64 {
-        ["plan_filter_first", "plan_client_first", "plan_sort_walk"]
-            .iter()
-            .map(|name| figure(con, name))
-            .sum()
-    };
-    let before = answered(&mut admin);
-    let mut checked = login("checked");
+    let before = index_answers(&mut admin);
+    let mut checked = server.login("checked");
     let started = Instant::now();
     let answer: Value = redis::cmd("CRM.MEETINGS")
         .arg(big.module_args())
@@ -340,7 +318,7 @@ fn a_restricted_user_waits_for_its_check_then_reads_the_index() {
         started.elapsed()
     );
     assert_eq!(
-        answered(&mut admin),
+        index_answers(&mut admin),
         before + 1,
         "not answered from the index"
     );
@@ -350,10 +328,10 @@ fn a_restricted_user_waits_for_its_check_then_reads_the_index() {
         .query(&mut checked)
         .unwrap();
     assert_eq!(decode(answer), expected);
-    assert_eq!(answered(&mut admin), before + 2);
+    assert_eq!(index_answers(&mut admin), before + 2);
     let error = redis::cmd("CRM.MEETINGS")
         .arg(big.module_args())
-        .query::<Value>(&mut login("denied"))
+        .query::<Value>(&mut server.login("denied"))
         .unwrap_err();
     assert!(error_text(&error).starts_with("NOPERM"), "{error:?}");
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use common::dataset::{Dataset, Query, Rng, FIELDS};
 use common::{
-    decode, env_number, error_of, info, keyspace_state, replicate, Answer, Server, REFERENCE_LUA,
+    decode, env_number, error_of, figure, index_answers, info, keyspace_state, replicate, Answer,
+    Server, REFERENCE_LUA,
 };
 use redis::{Connection, ConnectionLike, Value};
 
@@ -118,20 +119,6 @@ fn assert_agree(con: &mut Connection, queries: &[Query], context: &str) -> (usiz
         }
     }
     (with_rows, errors)
-}
-
-fn figure(con: &mut Connection, name: &str) -> u64 {
-    info(con, "crm")
-        .get(&format!("crm_{name}"))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0)
-}
-
-fn index_answers(con: &mut Connection) -> u64 {
-    ["plan_filter_first", "plan_client_first", "plan_sort_walk"]
-        .iter()
-        .map(|name| figure(con, name))
-        .sum()
 }
 
 /// A dataset with a sort ZSET (without it every query sorts by hash field, off the index)
@@ -846,16 +833,6 @@ fn set_user(con: &mut Connection, name: &str, rules: &str) {
     command.query::<()>(con).unwrap();
 }
 
-fn login(server: &Server, user: &str) -> Connection {
-    let mut con = server.connect();
-    redis::cmd("AUTH")
-        .arg(user)
-        .arg("pw")
-        .query::<()>(&mut con)
-        .unwrap();
-    con
-}
-
 /// The answer of `user` (its own connection) from the index (`crm.index-plan auto`) and
 /// from the keyspace path; the second tells whether the first came from the index.
 fn index_and_keyspace(
@@ -892,7 +869,7 @@ fn restricted_users_are_answered_from_the_index_exactly() {
         .iter()
         .map(|(name, rules)| {
             set_user(&mut admin, name, rules);
-            (*name, login(&server, name))
+            (*name, server.login(name))
         })
         .collect();
     let mut from_index = std::collections::HashMap::new();
@@ -929,7 +906,7 @@ fn restricted_users_are_answered_from_the_index_exactly() {
             );
             users = RESTRICTED
                 .iter()
-                .map(|(name, _)| (*name, login(&server, name)))
+                .map(|(name, _)| (*name, server.login(name)))
                 .collect();
         } else {
             // New meetings (ids past the dataset's) too: a restricted user's permission over

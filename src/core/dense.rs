@@ -194,6 +194,15 @@ pub struct Ordinals {
     ids: IdArena,
 }
 
+/// The hash of an ordinal's id, for a table that grows or shrinks (the tables hold only
+/// ordinals).
+fn rehasher<'a>(
+    hasher: &'a DefaultHashBuilder,
+    ids: &'a IdArena,
+) -> impl Fn(&u32) -> u64 + Copy + 'a {
+    move |o| hasher.hash_one(ids.get(*o as usize).unwrap_or_default())
+}
+
 /// Ids past which the one table is split into [`SHARDS`].
 const SPLIT_AT: usize = 1 << 15;
 
@@ -249,8 +258,7 @@ impl Ordinals {
             self.split();
         }
         let shard = self.shard(hash);
-        let (hasher, ids) = (&self.hasher, &self.ids);
-        let rehash = |o: &u32| hasher.hash_one(ids.get(*o as usize).unwrap_or_default());
+        let rehash = rehasher(&self.hasher, &self.ids);
         self.shards
             .get_mut(shard)?
             .insert_unique(hash, ordinal, rehash);
@@ -263,8 +271,7 @@ impl Ordinals {
             &mut self.shards,
             (0..SHARDS).map(|_| HashTable::new()).collect(),
         );
-        let (hasher, ids) = (&self.hasher, &self.ids);
-        let rehash = |o: &u32| hasher.hash_one(ids.get(*o as usize).unwrap_or_default());
+        let rehash = rehasher(&self.hasher, &self.ids);
         for ordinal in single.into_iter().flatten() {
             let hash = rehash(&ordinal);
             let shard = (hash >> 32) as usize % SHARDS;
@@ -278,8 +285,7 @@ impl Ordinals {
     /// for a small index only).
     pub fn shrink_to_fit(&mut self) {
         self.ids.shrink_to_fit();
-        let (hasher, ids) = (&self.hasher, &self.ids);
-        let rehash = |o: &u32| hasher.hash_one(ids.get(*o as usize).unwrap_or_default());
+        let rehash = rehasher(&self.hasher, &self.ids);
         for table in &mut self.shards {
             table.shrink_to_fit(rehash);
         }

@@ -124,6 +124,17 @@ impl Server {
         self.try_connect().expect("connect")
     }
 
+    /// A connection authenticated as `user` (whose password the tests set to `pw`).
+    pub fn login(&self, user: &str) -> Connection {
+        let mut con = self.connect();
+        redis::cmd("AUTH")
+            .arg(user)
+            .arg("pw")
+            .query::<()>(&mut con)
+            .unwrap();
+        con
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
@@ -413,6 +424,22 @@ pub fn info(con: &mut Connection, section: &str) -> HashMap<String, String> {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.to_string(), value.trim().to_string()))
         .collect()
+}
+
+/// One figure of INFO's crm section (`crm_<name>`), 0 when absent.
+pub fn figure(con: &mut Connection, name: &str) -> u64 {
+    info(con, "crm")
+        .get(&format!("crm_{name}"))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Queries the index answered so far, under any plan.
+pub fn index_answers(con: &mut Connection) -> u64 {
+    ["plan_filter_first", "plan_client_first", "plan_sort_walk"]
+        .iter()
+        .map(|name| figure(con, name))
+        .sum()
 }
 
 /// Fails unless CRM.CHECK finds no drift of any kind in `installation`.

@@ -95,13 +95,12 @@ impl<C> Index<C> {
             }
             Part::Sort(field) => {
                 // Only the index's own meetings: a shared sorted set's others are not its.
-                let known: Vec<(u32, Bytes)> = ids
+                let (ordinals, ids): (Vec<u32>, Vec<Bytes>) = ids
                     .iter()
                     .filter_map(|id| Some((self.ordinals.get(id)?, id.clone())))
-                    .collect();
-                let ids: Vec<Bytes> = known.iter().map(|(_, id)| id.clone()).collect();
+                    .unzip();
                 let scores = store.sort_scores(&installation, field, &ids)?;
-                for ((ordinal, _), score) in known.into_iter().zip(scores) {
+                for (ordinal, score) in ordinals.into_iter().zip(scores) {
                     self.sort_membership(field, ordinal, score);
                 }
             }

@@ -158,13 +158,12 @@ impl Entry {
     }
 
     /// The users whose checks began under the current ACL and are not done.
-    fn users_checking(&self) -> Vec<Bytes> {
+    fn users_checking(&self) -> impl Iterator<Item = &Bytes> {
         let generation = acl_generation();
         self.permits
             .iter()
-            .filter(|(_, permit)| permit.generation == generation && self.unsettled(permit))
-            .map(|(user, _)| user.clone())
-            .collect()
+            .filter(move |(_, permit)| permit.generation == generation && self.unsettled(permit))
+            .map(|(user, _)| user)
     }
 
     fn unsettled(&self, permit: &Permit) -> bool {
@@ -178,7 +177,8 @@ impl Registry {
     /// began (a blocked client waits for it; a script's query finds it done next time).
     pub(super) fn check_permits(&mut self, deadline: Instant) {
         for entry in self.entries.values_mut() {
-            for user in entry.users_checking() {
+            let users: Vec<Bytes> = entry.users_checking().cloned().collect();
+            for user in users {
                 if Instant::now() >= deadline {
                     return;
                 }
@@ -192,7 +192,7 @@ impl Registry {
     pub(super) fn permits_pending(&self) -> bool {
         self.entries
             .values()
-            .any(|entry| !entry.users_checking().is_empty())
+            .any(|entry| entry.users_checking().next().is_some())
     }
 }
 
