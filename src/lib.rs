@@ -33,7 +33,10 @@ mod module {
     use crate::config;
     use crate::ffi::block;
     use crate::ffi::command_info;
-    use crate::ffi::hooks::{on_data_replaced, register_run_soon, release_run_soon, work_pending};
+    use crate::ffi::hooks::{
+        available_classes, on_data_replaced, on_key_events, register_run_soon, release_run_soon,
+        work_pending,
+    };
     use crate::store::{access, index};
 
     fn crm_meetings(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -92,8 +95,12 @@ mod module {
             ready: meetings::resume,
             timed_out: meetings::wait_timed_out,
         });
-        let hooks =
-            on_data_replaced(ctx, config::on_data_event).and_then(|()| register_run_soon(ctx));
+        // Every class of keyspace event the command filter does not stand in for keeps the
+        // indexes exact (see store::index).
+        let classes = available_classes(index::events::classes());
+        let hooks = on_key_events(ctx, classes, index::events::on_key_event)
+            .and_then(|()| on_data_replaced(ctx, config::on_data_event))
+            .and_then(|()| register_run_soon(ctx));
         if let Err(reason) = hooks {
             ctx.log_warning(&format!("crm-meetings: {reason}"));
             return Status::Err;
@@ -139,10 +146,6 @@ mod module {
             [spec::CHECK.name, crm_check, spec::CHECK.flags, 0, 0, 0, ""],
             [spec::REPAIR.name, crm_repair, spec::REPAIR.flags, 0, 0, 0, ""],
             [spec::EXPLAIN.name, crm_explain, spec::EXPLAIN.flags, 0, 0, 0, ""],
-        ],
-        // Every class of keyspace event keeps the indexes exact (see store::index).
-        event_handlers: [
-            [@ALL: index::events::on_key_event],
         ],
     }
 }

@@ -254,7 +254,33 @@ fn random_step(
                 cmd = redis::cmd("HSET");
                 cmd.arg(&meeting_key).arg("clientid").arg(&client);
             }
-            "HSET/HDEL clientid"
+            match rng.below(4) {
+                // A query queued before the write in one transaction: the filter saw the
+                // write at its EXEC, before the query read the index.
+                0 => {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("MULTI")
+                        .cmd("CRM.MEETINGS")
+                        .arg(&ins)
+                        .arg(user)
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(100)
+                        .add_command(std::mem::replace(&mut cmd, redis::cmd("PING")))
+                        .cmd("EXEC");
+                    let _: redis::RedisResult<Value> = pipe.query(con);
+                    "HSET/HDEL clientid after a query, in MULTI"
+                }
+                1 => {
+                    cmd = redis::cmd("EVAL");
+                    cmd.arg("return redis.call('HSET', KEYS[1], 'clientid', ARGV[1])")
+                        .arg(1)
+                        .arg(&meeting_key)
+                        .arg(&client);
+                    "HSET clientid in a script"
+                }
+                _ => "HSET/HDEL clientid",
+            }
         }
         480..=559 => {
             let score = (rng.below(8) as i64 - 2) * 100;
@@ -389,8 +415,14 @@ fn random_step(
         900..=919 => {
             // A key of the wrong type: every path must answer the same error.
             cmd = redis::cmd("SET");
-            cmd.arg(rng.pick(&[value_key.clone(), clients_key.clone()]))
-                .arg("x");
+            cmd.arg(rng.pick(&[
+                value_key.clone(),
+                clients_key.clone(),
+                value_key.clone(),
+                clients_key.clone(),
+                meeting_key.clone(),
+            ]))
+            .arg("x");
             "SET (wrong type)"
         }
         920..=959 => {
@@ -723,6 +755,156 @@ fn a_key_both_a_watched_set_and_a_meeting_hash() {
     let moved = ["HSET meeting:10 clientid 2"];
     let first = "10 u FILTER type email LIMIT 0 1";
     assert_eq!(total(&after(&mut con, &moved, first)), 2);
+}
+
+/// A raw HSET queued in MULTI after a query: the query reads the meeting as it was, the
+/// next one as the transaction left it (the write's change is followed once it has run).
+#[test]
+fn a_raw_write_after_a_query_in_one_transaction_is_followed() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let setup = [
+        "SADD clients_for_user:u 1",
+        "CRM.MEETING.SET 10 1 clientid 1 type email date 100",
+        "CRM.MEETING.SET 10 2 clientid 1 type email date 200",
+    ];
+    let query = "10 u FILTER type email";
+    assert_eq!(total(&after(&mut con, &setup, query)), 2);
+    let before = index_answers(&mut con);
+    let (inside,): (Value,) = redis::pipe()
+        .atomic()
+        .cmd("CRM.MEETINGS")
+        .arg(query.split_whitespace().collect::<Vec<_>>())
+        .cmd("HSET")
+        .arg(&["meeting:2", "clientid", "9"])
+        .ignore()
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(decode(inside).total, 2);
+    let answered_inside = index_answers(&mut con) - before;
+    let moved = after(&mut con, &[], query).unwrap();
+    assert_eq!(moved.ids(), ["1"]);
+    assert_eq!(
+        index_answers(&mut con) - before - answered_inside,
+        INDEX_PLANS.len() as u64
+    );
+}
+
+/// A raw HSET held by CLIENT PAUSE WRITE runs after the queries made meanwhile have read
+/// the meeting: the index follows it when it runs, not when the filter saw it.
+#[test]
+fn a_raw_write_held_by_client_pause_is_followed_when_it_runs() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let setup = [
+        "SADD clients_for_user:u 1",
+        "CRM.MEETING.SET 10 1 clientid 1 type email date 100",
+        "CRM.MEETING.SET 10 2 clientid 1 type email date 200",
+    ];
+    let query = "10 u FILTER type email";
+    assert_eq!(total(&after(&mut con, &setup, query)), 2);
+    let before = index_answers(&mut con);
+    redis::cmd("CLIENT")
+        .arg(&["PAUSE", "10000", "WRITE"])
+        .query::<()>(&mut con)
+        .unwrap();
+    let mut writer = server.connect();
+    let held = std::thread::spawn(move || {
+        redis::cmd("HSET")
+            .arg(&["meeting:2", "clientid", "9"])
+            .query::<i64>(&mut writer)
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // Held: the meeting is read as it still is, and again (the index reads what the
+    // filter announced in its loading steps, between these queries).
+    for _ in 0..3 {
+        let held_query: Value = redis::cmd("CRM.MEETINGS")
+            .arg(query.split_whitespace().collect::<Vec<_>>())
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(decode(held_query).total, 2);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(total(&after(&mut con, &[], query)), 2);
+    let mut pipe = redis::pipe();
+    pipe.cmd("CLIENT").arg("UNPAUSE").ignore();
+    pipe.cmd("CRM.MEETINGS")
+        .arg(query.split_whitespace().collect::<Vec<_>>());
+    let (right_after,): (Value,) = pipe.query(&mut con).unwrap();
+    assert_eq!(held.join().unwrap(), 0);
+    // The query sent with the UNPAUSE may run before or after the held write: it agrees
+    // with one of them; the next one sees the write.
+    assert!([1, 2].contains(&decode(right_after).total));
+    assert_eq!(after(&mut con, &[], query).unwrap().ids(), ["1"]);
+    assert_eq!(
+        index_answers(&mut con) - before,
+        4 + 2 * INDEX_PLANS.len() as u64
+    );
+}
+
+/// A raw HSET the filter saw before any index had its meeting (queued in MULTI, or held by
+/// CLIENT PAUSE), then run after a query built that index: the index follows it. Meeting
+/// hashes named per installation, so that no other index has them meanwhile; the write
+/// makes a meeting visible, so a stale index would leave it out (not just fail a check).
+#[test]
+fn a_raw_write_seen_before_its_index_existed_is_followed() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let mut writer = server.connect();
+    set_config(&mut con, "crm.meeting-key", "{<installation>}:meeting:<id>");
+    for ins in ["10", "20"] {
+        for (id, client, date) in [("1", "1", "100"), ("2", "9", "200")] {
+            redis::cmd("CRM.MEETING.SET")
+                .arg(&[ins, id, "clientid", client, "type", "email", "date", date])
+                .query::<()>(&mut con)
+                .unwrap();
+        }
+    }
+    redis::cmd("SADD")
+        .arg(&["clients_for_user:u", "1"])
+        .query::<()>(&mut con)
+        .unwrap();
+    // Queued in MULTI before any index existed, run after installation 10's was built.
+    redis::cmd("MULTI").query::<()>(&mut writer).unwrap();
+    redis::cmd("HSET")
+        .arg(&["{10}:meeting:2", "clientid", "1"])
+        .query::<()>(&mut writer)
+        .unwrap();
+    assert_eq!(total(&after(&mut con, &[], "10 u FILTER type email")), 1);
+    redis::cmd("EXEC").query::<Value>(&mut writer).unwrap();
+    let before = index_answers(&mut con);
+    assert_eq!(total(&after(&mut con, &[], "10 u FILTER type email")), 2);
+    assert_eq!(index_answers(&mut con) - before, INDEX_PLANS.len() as u64);
+    // Held by a pause before installation 20 had an index, run after it was built.
+    redis::cmd("CLIENT")
+        .arg(&["PAUSE", "10000", "WRITE"])
+        .query::<()>(&mut con)
+        .unwrap();
+    let held = std::thread::spawn(move || {
+        redis::cmd("HSET")
+            .arg(&["{20}:meeting:2", "clientid", "1"])
+            .query::<i64>(&mut writer)
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let query = ["20", "u", "FILTER", "type", "email"];
+    for _ in 0..3 {
+        let during: Value = redis::cmd("CRM.MEETINGS")
+            .arg(&query)
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(decode(during).total, 1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query::<()>(&mut con)
+        .unwrap();
+    assert_eq!(held.join().unwrap(), 0);
+    let before = index_answers(&mut con);
+    assert_eq!(total(&after(&mut con, &[], "20 u FILTER type email")), 2);
+    assert_eq!(index_answers(&mut con) - before, INDEX_PLANS.len() as u64);
 }
 
 /// A TTL on a meeting's client field (HPEXPIRE, where the server has it): once it passes,

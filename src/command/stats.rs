@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use redis_module::{Context, InfoContext, RedisResult};
 
 use super::spec;
-use crate::ffi::hooks::{register_command_filter, register_info, FilteredCommand};
+use crate::ffi::hooks::{register_command_filter, register_info, FilteredCommand, Verb};
 use crate::store::{access, index};
 
 /// Latencies in microseconds: exact below 16, then 8 buckets per power of two, so a
@@ -120,22 +120,20 @@ pub fn register(ctx: &Context) -> Result<(), String> {
 
 /// Runs before every command of the server: CONFIG RESETSTAT resets these statistics, an
 /// ACL command (or the EXEC of a transaction that may hold one) may change what users may
-/// read, and the
-/// indexes note the members a write names (see `store::index::members`).
+/// read, and the indexes follow what writes name (see `store::index::members`).
 fn watch_command(command: &FilteredCommand) {
-    let name = command.arg(0);
-    if command.word_count() == 2
-        && name.eq_ignore_ascii_case(b"config")
-        && command.arg(1).eq_ignore_ascii_case(b"resetstat")
-    {
-        reset();
+    let verb = Verb::of(command.arg(0));
+    match verb.as_bytes() {
+        b"config"
+            if command.word_count() == 2 && command.arg(1).eq_ignore_ascii_case(b"resetstat") =>
+        {
+            reset()
+        }
+        b"acl" => access::acl_command(command.client_id()),
+        b"exec" => access::exec_command(command.client_id()),
+        _ => {}
     }
-    if name.eq_ignore_ascii_case(b"acl") {
-        access::acl_command(command.client_id());
-    } else if name.eq_ignore_ascii_case(b"exec") {
-        access::exec_command(command.client_id());
-    }
-    index::members::on_command(command);
+    index::members::on_command(command, verb.as_bytes());
 }
 
 /// The default section, shown as `# crm` with fields prefixed `crm_`.
@@ -184,6 +182,7 @@ fn build(ctx: &InfoContext) -> RedisResult<()> {
             section = section.field(field, value)?;
         }
     }
+    section = section.field("index_filter_follows", index::touched::followed_classes())?;
     section.build_section()?.build_info()?;
     Ok(())
 }

@@ -1,20 +1,23 @@
-//! What the server calls the module for outside its commands and key-space notifications:
-//! the INFO section, a command filter (every command, before it runs), the server events
-//! that replace the data of a database, and work run on the next turn of the event loop. Each callback is a plain Rust `fn` kept
-//! here; the trampolines contain any panic.
+//! What the server calls the module for outside its commands: key-space notifications of
+//! the classes asked for, the INFO section, a command filter (every command, before it
+//! runs), the server events that replace the data of a database, and work run on the next
+//! turn of the event loop. Each callback is a plain Rust `fn` kept here; the trampolines
+//! contain any panic.
 
-use std::os::raw::{c_int, c_void};
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use redis_module::{raw, Context, InfoContext};
+use redis_module::{raw, Context, InfoContext, NotifyEvent};
 
 use super::string::lend_bytes;
 
 static INFO: OnceLock<fn(&InfoContext)> = OnceLock::new();
+static KEY_EVENT: OnceLock<fn(&Context, &str, &[u8])> = OnceLock::new();
 static FILTER: OnceLock<fn(&FilteredCommand)> = OnceLock::new();
 static DATA_REPLACED: OnceLock<fn(DataEvent)> = OnceLock::new();
 /// End-of-turn callbacks added and not yet run: the module must not unload under them.
@@ -37,6 +40,115 @@ pub fn register_info(ctx: &Context, render: fn(&InfoContext)) -> Result<(), Stri
 extern "C" fn info_trampoline(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
     if let Some(render) = INFO.get() {
         let _ = catch_unwind(AssertUnwindSafe(|| render(&InfoContext::new(ctx))));
+    }
+}
+
+/// The notification classes this server has, of those in `wanted`.
+pub fn available_classes(wanted: NotifyEvent) -> NotifyEvent {
+    wanted.intersection(raw::get_keyspace_notification_flags_all())
+}
+
+/// Calls `on_event(ctx, event, key)` for each key-space notification of `classes` (the
+/// crate's `event_handlers` subscribes a fixed set at compile time; the classes here
+/// depend on what the server lets the command filter stand in for).
+pub fn on_key_events(
+    ctx: &Context,
+    classes: NotifyEvent,
+    on_event: fn(&Context, &str, &[u8]),
+) -> Result<(), String> {
+    let _ = KEY_EVENT.set(on_event);
+    // SAFETY: the function table is loaded; called from OnLoad with the module's context.
+    let subscribe = unsafe { raw::RedisModule_SubscribeToKeyspaceEvents }
+        .ok_or("no key-space notifications")?;
+    let classes = c_int::try_from(classes.bits()).map_err(|e| e.to_string())?;
+    if unsafe { subscribe(ctx.ctx, classes, Some(key_event_trampoline)) }
+        != raw::REDISMODULE_OK as c_int
+    {
+        return Err("cannot subscribe to key-space notifications".into());
+    }
+    Ok(())
+}
+
+extern "C" fn key_event_trampoline(
+    ctx: *mut raw::RedisModuleCtx,
+    _class: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    if let Some(on_event) = KEY_EVENT.get() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the server passes a NUL-terminated event name and a live key name.
+            let event = unsafe { CStr::from_ptr(event) }
+                .to_str()
+                .unwrap_or_default();
+            on_event(&Context::new(ctx), event, lend_bytes(key));
+        }));
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Whether a command filter can name the client of a command (Redis 7.2 and later): the
+/// commands a client queues in MULTI can then be told from the ones it runs.
+pub fn filter_names_clients() -> bool {
+    // SAFETY: the function table is loaded before any callback runs.
+    unsafe { raw::RedisModule_CommandFilterGetClientId }.is_some()
+}
+
+/// The flags of client `id` (`REDISMODULE_CLIENTINFO_FLAG_*`), or `None` for a client
+/// the server does not list (gone, or a script's).
+fn client_flags(id: u64) -> Option<u64> {
+    // SAFETY: the function table is loaded before any callback runs.
+    let get = unsafe { raw::RedisModule_GetClientInfoById }?;
+    let mut info = raw::RedisModuleClientInfo {
+        version: 1,
+        flags: 0,
+        id: 0,
+        addr: [0; 46],
+        port: 0,
+        db: 0,
+    };
+    // SAFETY: a version-1 structure the server fills in.
+    let found = unsafe { get((&mut info as *mut raw::RedisModuleClientInfo).cast(), id) };
+    (found == raw::REDISMODULE_OK as c_int).then_some(info.flags)
+}
+
+/// Whether client `id` is blocked: a command the server postponed (CLIENT PAUSE, a
+/// failover) has not run yet. `false` for a client the server does not list.
+pub fn client_is_blocked(id: u64) -> bool {
+    client_flags(id)
+        .is_some_and(|flags| flags & u64::from(raw::REDISMODULE_CLIENTINFO_FLAG_BLOCKED) != 0)
+}
+
+/// Whether client `id` is still connected.
+pub fn client_exists(id: u64) -> bool {
+    client_flags(id).is_some()
+}
+
+/// A command's name in lowercase, when it is at most [`Verb::MAX`] bytes long (every name
+/// the module looks for is); empty otherwise. Lowercased once per command, compared as is.
+pub struct Verb {
+    bytes: [u8; Verb::MAX],
+    len: usize,
+}
+
+impl Verb {
+    pub const MAX: usize = 12;
+
+    pub fn of(name: &[u8]) -> Verb {
+        let mut bytes = [0u8; Verb::MAX];
+        let len = match bytes.get_mut(..name.len()) {
+            Some(start) => {
+                start.copy_from_slice(name);
+                name.len()
+            }
+            None => 0,
+        };
+        bytes.make_ascii_lowercase();
+        Verb { bytes, len }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 }
 

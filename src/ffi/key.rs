@@ -241,3 +241,9 @@ impl Drop for ReadKey {
         }
     }
 }
+
+/// Whether reading a hash tells its field TTLs ([`ReadKey::has_field_expire`] answers).
+pub fn field_ttls_readable() -> bool {
+    // SAFETY: the function table is loaded before any callback runs.
+    unsafe { raw::RedisModule_HashFieldMinExpire }.is_some()
+}

@@ -3,8 +3,8 @@
 //! in the crate (see `lib.rs`).
 //!
 //! Where the redis-module crate has a safe wrapper that fits, the module uses it instead
-//! (contexts, calls, timers, blocked clients, the INFO builder, key-space notification
-//! handlers, configuration registration). What is here has none that fits:
+//! (contexts, calls, timers, blocked clients, the INFO builder, configuration
+//! registration). What is here has none that fits:
 //! - key handles that outlive nothing: [`key::ReadKey`] reads sets, hashes and sorted
 //!   sets without a command call per element; the crate's `ScanKeyCursor` owns its key,
 //!   but a loading index reopens its key every slice (a key handle may not outlive one
@@ -15,8 +15,9 @@
 //!   crate's `#[command]` macro needs 7.2;
 //! - an allocator that counts the bytes the module holds ([`alloc`]), which the crate's
 //!   does not;
-//! - the command filter and the server events SWAPDB and REPL_ASYNC_LOAD ([`hooks`]),
-//!   which the crate does not wrap.
+//! - the command filter, the server events SWAPDB, REPL_ASYNC_LOAD and client changes, and
+//!   key-space notifications of classes chosen at load ([`hooks`]): the crate does not wrap
+//!   the first ones, and subscribes notification classes fixed at compile time.
 
 pub mod alloc;
 pub mod block;

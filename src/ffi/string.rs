@@ -72,7 +72,6 @@ impl SharedString {
     }
 }
 
-/// Copies the bytes of a string the server handed us (empty for NULL).
 /// The bytes of a string the server lends, for as long as it lends it (`'a` is the
 /// caller's promise).
 pub(super) fn lend_bytes<'a>(string: *const raw::RedisModuleString) -> &'a [u8] {

@@ -70,6 +70,7 @@ pub fn try_answer(
     let key = (selected_db(ctx)?, query.installation.clone());
     let started = Instant::now();
     with_registry(|registry| {
+        registry.mark_postponed(ctx);
         let Some(entry) = registry.entry_for(&key, store)? else {
             return Ok(Route::Keyspace(registry.why_not(&key)));
         };

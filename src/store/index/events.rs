@@ -1,5 +1,6 @@
-//! What the server tells the indexes: key-space notifications (every class, every key) and
-//! the events that replace a database's data.
+//! What the server tells the indexes: key-space notifications (every key; every class but
+//! those the command filter stands in for, see `touched.rs`) and the events that replace a
+//! database's data.
 //!
 //! A change to a key a part was loaded from marks that part stale; a change to a meeting's
 //! hash marks its row stale (a key may be both: templates may render one name twice). A
@@ -14,7 +15,7 @@ use std::sync::{PoisonError, TryLockError};
 
 use redis_module::{Context, NotifyEvent};
 
-use super::members;
+use super::{members, touched};
 use super::{recover, with_registry, Entry, Registry, ACTIVE, REGISTRY};
 use crate::core::index::Part;
 use crate::core::types::Bytes;
@@ -28,6 +29,20 @@ use crate::store::keyspace::KeyspaceStore;
 static PENDING: std::sync::Mutex<Vec<(i32, Bytes, Event)>> = std::sync::Mutex::new(Vec::new());
 /// Whether `PENDING` may hold anything (checked after every notification).
 static HAS_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// The database of a pending change a filtered command announced (see `touched.rs`): it
+/// does not know the client's, so every database's indexes follow it.
+const FILTERED_COMMAND: i32 = i32::MIN;
+
+/// A filtered command's change to `key`, made while the registry was in use further up
+/// this thread's stack: followed when it is released.
+pub(super) fn defer_touch(key: Bytes, event: Event) {
+    PENDING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((FILTERED_COMMAND, key, event));
+    HAS_PENDING.store(true, Ordering::Relaxed);
+}
 
 /// What a notification means to an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +73,14 @@ impl Event {
     }
 }
 
-/// The keyspace notification handler: every class of event, for every key.
-pub fn on_key_event(ctx: &Context, _class: NotifyEvent, event: &str, key: &[u8]) {
+/// The notification classes to subscribe to: all of them but those the command filter
+/// stands in for on this server (see `touched.rs`).
+pub fn classes() -> NotifyEvent {
+    NotifyEvent::ALL.difference(touched::choose())
+}
+
+/// The keyspace notification handler: the classes of [`classes`], for every key.
+pub fn on_key_event(ctx: &Context, event: &str, key: &[u8]) {
     if !ACTIVE.load(Ordering::Relaxed) {
         return;
     }
@@ -100,12 +121,15 @@ impl Registry {
         }
         let events = std::mem::take(&mut *PENDING.lock().unwrap_or_else(PoisonError::into_inner));
         for (db, key, event) in events {
-            self.key_changed(None, db, &key, event);
+            match db {
+                FILTERED_COMMAND => self.touch(key, event, None),
+                _ => self.key_changed(None, db, &key, event),
+            }
         }
     }
 
     /// Follows a notification; with a context, a command's noted members are read back.
-    fn key_changed(&mut self, ctx: Option<&Context>, db: i32, key: &[u8], event: Event) {
+    pub(super) fn key_changed(&mut self, ctx: Option<&Context>, db: i32, key: &[u8], event: Event) {
         let noted = members::take(key).filter(|_| event == Event::Members);
         let mut concerned: Vec<Bytes> = self.routes.readers(db, key).to_vec();
         for (installation, _) in self.routes.meeting_of(db, key) {

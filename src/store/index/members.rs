@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use redis_module::Context;
 
-use super::{ACTIVE, REGISTRY};
+use super::events::Event;
+use super::{touched, ACTIVE, REGISTRY};
 use crate::core::types::Bytes;
-use crate::ffi::hooks::{run_at_end_of_turn, FilteredCommand};
+use crate::ffi::hooks::{client_exists, run_at_end_of_turn, FilteredCommand};
 
 /// Members noted per key at most; past it the key is read again whole.
 const MAX_MEMBERS: usize = 4096;
@@ -34,18 +35,34 @@ const MAX_MEMBERS: usize = 4096;
 /// cannot follow member by member.
 type KeyNotes = HashMap<Bytes, Option<Vec<Bytes>>>;
 
-#[derive(Default)]
 struct Notes {
     /// The notes of the command about to run (or of the commands an EXEC is about to run).
     keys: KeyNotes,
-    /// The notes of the commands each client in MULTI has queued.
-    queued: HashMap<u64, KeyNotes>,
+    /// What the commands each client in MULTI has queued name.
+    queued: HashMap<u64, Queued>,
+    /// The number of queues at which to drop those of clients gone.
+    prune_at: usize,
     clearing: bool,
 }
 
-/// Clients in MULTI followed at most (one that leaves without EXEC or DISCARD stays until
-/// then); past it, queued commands are no longer noted.
-const MAX_QUEUING: usize = 10_000;
+impl Default for Notes {
+    fn default() -> Self {
+        Notes {
+            keys: KeyNotes::new(),
+            queued: HashMap::new(),
+            prune_at: PRUNE_FROM,
+            clearing: false,
+        }
+    }
+}
+
+/// What a client's commands queued in MULTI name: members, and the string and hash keys
+/// they write (see `touched.rs`).
+#[derive(Default)]
+struct Queued {
+    members: KeyNotes,
+    touched: Vec<(Bytes, Event)>,
+}
 
 static NOTES: Mutex<Option<Notes>> = Mutex::new(None);
 /// Until when nothing is noted: commands held by CLIENT PAUSE or FAILOVER run later
@@ -55,38 +72,75 @@ static PAUSED_UNTIL: Mutex<Option<Instant>> = Mutex::new(None);
 const PAUSE_MARGIN: Duration = Duration::from_secs(2);
 /// Whether any note is kept: every notification asks, almost always for nothing.
 static NOTED: AtomicBool = AtomicBool::new(false);
+/// Whether any client is in MULTI (`Notes::queued`), asked before every string and hash
+/// write.
+static ANY_QUEUED: AtomicBool = AtomicBool::new(false);
+/// Whether `PAUSED_UNTIL` is set, asked before every string and hash write.
+static PAUSE_SEEN: AtomicBool = AtomicBool::new(false);
 
-/// The command filter's part: notes the members a command names on a watched key. Runs
-/// before every command of the server: it returns at once for the others.
-pub fn on_command(command: &FilteredCommand) {
+/// The command filter's part: notes the members a command names on a watched key, and
+/// follows the string and hash writes of `touched.rs`. Runs before every command of the
+/// server: it returns at once for the others.
+pub fn on_command(command: &FilteredCommand, verb: &[u8]) {
     if NOTED.load(Ordering::Relaxed) {
         forget_current();
+    }
+    match verb {
+        // Followed with no index yet too: one may be built before the EXEC.
+        b"multi" | b"exec" | b"discard" => return transaction(command, verb),
+        b"client" | b"failover" => return pause_guard(command),
+        _ => {}
+    }
+    if let Some((positions, event)) = touched::written_keys(verb) {
+        return written(command, positions, event);
     }
     if !ACTIVE.load(Ordering::Relaxed) {
         return;
     }
-    let name = command.arg(0);
-    if name.eq_ignore_ascii_case(b"client") || name.eq_ignore_ascii_case(b"failover") {
-        pause_guard(command);
-        return;
+    if let b"sadd" | b"srem" | b"zrem" | b"smove" | b"zincrby" | b"zadd" | b"geoadd" = verb {
+        let queuing = command.client_id().filter(|id| is_queuing(*id));
+        note_command(command, verb, queuing);
     }
-    if !(4..=7).contains(&name.len()) {
-        return;
-    }
-    let mut lower = [0u8; 7];
-    for (to, from) in lower.iter_mut().zip(name) {
-        *to = from.to_ascii_lowercase();
-    }
-    let verb = lower.get(..name.len()).unwrap_or_default();
-    let client = command.client_id();
-    let queuing = client.filter(|id| is_queuing(*id));
-    match (verb, queuing, client) {
-        (b"multi", None, Some(id)) => start_queue(id),
-        (b"exec", Some(id), _) => run_queue(id),
-        (b"discard", Some(id), _) => {
-            with_notes(|notes| notes.queued.remove(&id));
+}
+
+/// A string or hash write (see `touched.rs`). It names a meeting's hash only if an index
+/// has that meeting when the command runs: one may be built after the filter saw it, before
+/// a command queued in MULTI or held by a pause runs. Those keep every key they name; the
+/// others only the keys some index has as a meeting's hash now.
+fn written(command: &FilteredCommand, positions: touched::Positions, event: Event) {
+    if ANY_QUEUED.load(Ordering::Relaxed) {
+        if let Some(id) = command.client_id().filter(|id| is_queuing(*id)) {
+            return queue_touched(id, touched::every_key(positions, event, command));
         }
-        _ => note_command(command, verb, queuing),
+    }
+    let client = || command.client_id();
+    if PAUSE_SEEN.load(Ordering::Relaxed) && pause_holds() {
+        return touched::touch(
+            touched::every_key(positions, event, command),
+            client(),
+            true,
+        );
+    }
+    if ACTIVE.load(Ordering::Relaxed) {
+        let keys = touched::followed_keys(positions, event, command);
+        if !keys.is_empty() {
+            touched::touch(keys, client(), false);
+        }
+    }
+}
+
+/// MULTI, EXEC, DISCARD (`verb`), where the server names the client.
+fn transaction(command: &FilteredCommand, verb: &[u8]) {
+    let Some(client) = command.client_id() else {
+        return;
+    };
+    match (verb, is_queuing(client)) {
+        (b"multi", false) => start_queue(client),
+        (b"exec", true) => touched::touch(run_queue(client), Some(client), pause_holds()),
+        (b"discard", true) => {
+            with_notes(|notes| notes.queued.remove(&client));
+        }
+        _ => {}
     }
 }
 
@@ -119,7 +173,10 @@ fn note_command(command: &FilteredCommand, verb: &[u8], queued: Option<u64>) {
 
 fn with_notes<T>(f: impl FnOnce(&mut Notes) -> T) -> T {
     let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
-    f(notes.get_or_insert_with(Notes::default))
+    let notes = notes.get_or_insert_with(Notes::default);
+    let out = f(notes);
+    ANY_QUEUED.store(!notes.queued.is_empty(), Ordering::Relaxed);
+    out
 }
 
 fn is_queuing(client: u64) -> bool {
@@ -129,23 +186,41 @@ fn is_queuing(client: u64) -> bool {
         .is_some_and(|notes| notes.queued.contains_key(&client))
 }
 
+/// Every client in MULTI is followed (a queue costs far less than the commands the server
+/// holds for it) until its EXEC or DISCARD; the queues of clients gone meanwhile are
+/// dropped each time their number doubles.
 fn start_queue(client: u64) {
     with_notes(|notes| {
-        if notes.queued.len() < MAX_QUEUING {
-            notes.queued.insert(client, KeyNotes::new());
+        notes.queued.insert(client, Queued::default());
+        if notes.queued.len() >= notes.prune_at {
+            notes.queued.retain(|&id, _| client_exists(id));
+            notes.prune_at = (2 * notes.queued.len()).max(PRUNE_FROM);
         }
     });
 }
 
-/// EXEC: the client's queued notes are the current ones while its commands run.
-fn run_queue(client: u64) {
+/// Queues past which those of clients gone are looked for.
+const PRUNE_FROM: usize = 1024;
+
+fn queue_touched(client: u64, keys: Vec<(Bytes, Event)>) {
     with_notes(|notes| {
-        if let Some(queued) = notes.queued.remove(&client) {
-            notes.keys = queued;
+        if let Some(queued) = notes.queued.get_mut(&client) {
+            queued.touched.extend(keys);
         }
+    });
+}
+
+/// EXEC: the client's queued notes are the current ones while its commands run; returns
+/// the string and hash keys they write.
+fn run_queue(client: u64) -> Vec<(Bytes, Event)> {
+    let touched = with_notes(|notes| {
+        let queued = notes.queued.remove(&client).unwrap_or_default();
+        notes.keys = queued.members;
+        queued.touched
     });
     NOTED.store(true, Ordering::Relaxed);
     schedule_clear();
+    touched
 }
 
 /// CLIENT PAUSE <ms>, CLIENT UNPAUSE, FAILOVER: the commands they hold run later without
@@ -166,6 +241,7 @@ fn pause_guard(command: &FilteredCommand) {
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
     let mut paused = PAUSED_UNTIL.lock().unwrap_or_else(PoisonError::into_inner);
     *paused = Some(paused.map_or(until, |known| known.max(until)));
+    PAUSE_SEEN.store(true, Ordering::Relaxed);
 }
 
 fn pause_holds() -> bool {
@@ -174,6 +250,7 @@ fn pause_holds() -> bool {
         Some(until) if Instant::now() < until => true,
         Some(_) => {
             *paused = None;
+            PAUSE_SEEN.store(false, Ordering::Relaxed);
             false
         }
         None => false,
@@ -203,7 +280,7 @@ fn note<'a>(key: &[u8], members: Option<impl Iterator<Item = &'a [u8]>>, queued:
     with_notes(|notes| {
         let keys = match queued {
             Some(client) => match notes.queued.get_mut(&client) {
-                Some(keys) => keys,
+                Some(queued) => &mut queued.members,
                 None => return,
             },
             None => &mut notes.keys,

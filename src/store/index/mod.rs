@@ -6,6 +6,8 @@
 //! - `ttl.rs`: keys with a TTL touched before each answer;
 //! - `writes.rs`: CRM writes applied to their index directly;
 //! - `members.rs`: other commands' members, noted by the command filter;
+//! - `touched.rs`: string and hash writes, seen by the command filter where it stands in
+//!   for their notifications;
 //! - `routes.rs`: which indexes a notification concerns, in a few lookups.
 //!
 //! - `answer.rs`: a query reads the index only when every part it needs is loaded; it says
@@ -23,6 +25,7 @@ pub mod members;
 mod permits;
 pub mod preload;
 mod routes;
+pub mod touched;
 mod ttl;
 pub mod waiting;
 pub mod writes;
@@ -30,7 +33,7 @@ pub mod writes;
 use std::collections::{HashMap, HashSet};
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
 use super::keys::KeyTemplates;
@@ -128,6 +131,13 @@ struct Registry {
     preloading: Option<preload::Preloading>,
     /// Which indexes each notification concerns.
     routes: routes::Routes,
+    /// Keys filtered commands of this turn named, followed again when it ends.
+    touched: Vec<touched::Touch>,
+    /// Keys named by commands the server postponed, followed again until they have run.
+    postponed: Vec<touched::Touch>,
+    /// Whether the end of this turn will settle `touched`.
+    settling: bool,
+    postponed_timer: bool,
     /// Indexes dropped, freed a bounded piece at a time by the loading slices.
     released: Vec<Index<ScanCursor>>,
     /// The estimated bytes of `released`, not yet freed.
@@ -146,6 +156,10 @@ lazy_static::lazy_static! {
         waiters: Vec::new(),
         preloading: None,
         routes: routes::Routes::default(),
+        touched: Vec::new(),
+        postponed: Vec::new(),
+        settling: false,
+        postponed_timer: false,
         released: Vec::new(),
         releasing_bytes: 0,
         timer_armed: false,
@@ -177,6 +191,20 @@ fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
     registry.apply_pending();
     ACTIVE.store(!registry.entries.is_empty(), Ordering::Relaxed);
     out
+}
+
+/// [`with_registry`], or `None` when the registry is in use further up this thread's stack
+/// (a callback the server ran from inside the module's own work).
+fn try_with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> Option<T> {
+    let mut registry = match REGISTRY.try_lock() {
+        Ok(registry) => registry,
+        Err(TryLockError::Poisoned(poisoned)) => recover(poisoned),
+        Err(TryLockError::WouldBlock) => return None,
+    };
+    let out = f(&mut registry);
+    registry.apply_pending();
+    ACTIVE.store(!registry.entries.is_empty(), Ordering::Relaxed);
+    Some(out)
 }
 
 impl Registry {
@@ -218,6 +246,8 @@ pub fn free_all() {
         registry.releasing_bytes = 0;
         registry.resting = HashMap::new();
         registry.routes.clear();
+        registry.touched = Vec::new();
+        registry.postponed = Vec::new();
         registry.preloading = None;
     });
 }

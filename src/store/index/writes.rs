@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use redis_module::Context;
 
 use super::events::{follow, Event};
-use super::{with_registry, Writing, ACTIVE};
+use super::{touched, with_registry, Writing, ACTIVE};
 use crate::core::index::follow::part_written;
 use crate::core::index::Part;
 use crate::core::types::{Bytes, Effect};
@@ -50,6 +50,12 @@ pub fn write_through(
             .take()
             .map(|writing| writing.deferred)
             .unwrap_or_default();
+        if touched::hashes_followed() {
+            // No hash notification tells the other indexes that name this hash.
+            let mut meeting_key = Vec::new();
+            store.meeting_key(installation, id, &mut meeting_key);
+            registry.mark_everywhere(&meeting_key, Event::Other);
+        }
         let Some(entry) = registry.entries.get_mut(&key) else {
             return;
         };
