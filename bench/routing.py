@@ -136,8 +136,8 @@ def main():
              f" installations of {args.per} meetings, each queried once, so the module holds"
              f" {int(before['index_installations']):,} indexes and watches their keys;"
              f" `redis-benchmark {' '.join(BENCHMARK_ARGS)}`, {args.rounds} alternating rounds"
-             " (after one uncounted round each), each server on a core of its own and redis-benchmark on"
-             " another. The loss is the median of the rounds' losses (each round runs both servers back"
+             " (after one uncounted round each), the server under test on one core and redis-benchmark on"
+             " the other. The loss is the median of the rounds' losses (each round runs both servers back"
              " to back, so a machine that slows down for a while slows both); the throughputs are the"
              " medians of each server's rounds.", "",
              "| test | with the module | without | loss (median) | loss per round |", "|---|---|---|---|---|"]
