@@ -788,6 +788,23 @@ fn a_raw_write_after_a_query_in_one_transaction_is_followed() {
         index_answers(&mut con) - before - answered_inside,
         INDEX_PLANS.len() as u64
     );
+    // RESET ends a transaction: the writes after it run at once, and are followed so.
+    let mut writer = server.connect();
+    for command in [
+        "MULTI",
+        "HSET meeting:1 clientid 9",
+        "RESET",
+        "HSET meeting:2 clientid 1",
+    ] {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        redis::cmd(words[0])
+            .arg(&words[1..])
+            .query::<Value>(&mut writer)
+            .unwrap();
+    }
+    let before = index_answers(&mut con);
+    assert_eq!(after(&mut con, &[], query).unwrap().ids(), ["1", "2"]);
+    assert_eq!(index_answers(&mut con) - before, INDEX_PLANS.len() as u64);
 }
 
 /// A raw HSET held by CLIENT PAUSE WRITE runs after the queries made meanwhile have read

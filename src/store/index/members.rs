@@ -87,7 +87,7 @@ pub fn on_command(command: &FilteredCommand, verb: &[u8]) {
     }
     match verb {
         // Followed with no index yet too: one may be built before the EXEC.
-        b"multi" | b"exec" | b"discard" => return transaction(command, verb),
+        b"multi" | b"exec" | b"discard" | b"reset" => return transaction(command, verb),
         b"client" | b"failover" => return pause_guard(command),
         _ => {}
     }
@@ -129,7 +129,8 @@ fn written(command: &FilteredCommand, positions: touched::Positions, event: Even
     }
 }
 
-/// MULTI, EXEC, DISCARD (`verb`), where the server names the client.
+/// MULTI, EXEC, DISCARD and RESET (`verb`; RESET ends a transaction too), where the
+/// server names the client.
 fn transaction(command: &FilteredCommand, verb: &[u8]) {
     let Some(client) = command.client_id() else {
         return;
@@ -137,7 +138,7 @@ fn transaction(command: &FilteredCommand, verb: &[u8]) {
     match (verb, is_queuing(client)) {
         (b"multi", false) => start_queue(client),
         (b"exec", true) => touched::touch(run_queue(client), Some(client), pause_holds()),
-        (b"discard", true) => {
+        (b"discard" | b"reset", true) => {
             with_notes(|notes| notes.queued.remove(&client));
         }
         _ => {}
