@@ -618,9 +618,8 @@ fn a_template_with_id_twice_takes_the_keyspace_path() {
     );
 }
 
-/// Runs raw commands (each a whitespace-separated line), then asserts that every plan
-/// answers `query` as the keyspace path does; returns the keyspace path's answer.
-fn after(con: &mut Connection, commands: &[&str], query: &str) -> Result<Answer, String> {
+/// Runs raw commands, each a whitespace-separated line.
+fn run(con: &mut Connection, commands: &[&str]) {
     for command in commands {
         let words: Vec<&str> = command.split_whitespace().collect();
         let _: Value = redis::cmd(words[0])
@@ -628,6 +627,12 @@ fn after(con: &mut Connection, commands: &[&str], query: &str) -> Result<Answer,
             .query(con)
             .unwrap_or_else(|error| panic!("{command}: {error}"));
     }
+}
+
+/// Runs raw commands (see [`run`]), then asserts that every plan answers `query` as the
+/// keyspace path does; returns the keyspace path's answer.
+fn after(con: &mut Connection, commands: &[&str], query: &str) -> Result<Answer, String> {
+    run(con, commands);
     let words: Vec<&str> = query.split_whitespace().collect();
     let mut pipe = redis::pipe();
     pipe.cmd("MULTI");
@@ -757,19 +762,26 @@ fn a_key_both_a_watched_set_and_a_meeting_hash() {
     assert_eq!(total(&after(&mut con, &moved, first)), 2);
 }
 
-/// A raw HSET queued in MULTI after a query: the query reads the meeting as it was, the
-/// next one as the transaction left it (the write's change is followed once it has run).
-#[test]
-fn a_raw_write_after_a_query_in_one_transaction_is_followed() {
-    let server = Server::start();
-    let mut con = server.connect();
+/// Installation 10's meetings 1 and 2 (dates 100 and 200), both of client 1, whom user `u`
+/// sees; returns the query of both, answered once (its index is built).
+fn two_meetings_of_one_client(con: &mut Connection) -> &'static str {
     let setup = [
         "SADD clients_for_user:u 1",
         "CRM.MEETING.SET 10 1 clientid 1 type email date 100",
         "CRM.MEETING.SET 10 2 clientid 1 type email date 200",
     ];
     let query = "10 u FILTER type email";
-    assert_eq!(total(&after(&mut con, &setup, query)), 2);
+    assert_eq!(total(&after(con, &setup, query)), 2);
+    query
+}
+
+/// A raw HSET queued in MULTI after a query: the query reads the meeting as it was, the
+/// next one as the transaction left it (the write's change is followed once it has run).
+#[test]
+fn a_raw_write_after_a_query_in_one_transaction_is_followed() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let query = two_meetings_of_one_client(&mut con);
     let before = index_answers(&mut con);
     let (inside,): (Value,) = redis::pipe()
         .atomic()
@@ -789,19 +801,13 @@ fn a_raw_write_after_a_query_in_one_transaction_is_followed() {
         INDEX_PLANS.len() as u64
     );
     // RESET ends a transaction: the writes after it run at once, and are followed so.
-    let mut writer = server.connect();
-    for command in [
+    let reset = [
         "MULTI",
         "HSET meeting:1 clientid 9",
         "RESET",
         "HSET meeting:2 clientid 1",
-    ] {
-        let words: Vec<&str> = command.split_whitespace().collect();
-        redis::cmd(words[0])
-            .arg(&words[1..])
-            .query::<Value>(&mut writer)
-            .unwrap();
-    }
+    ];
+    run(&mut server.connect(), &reset);
     let before = index_answers(&mut con);
     assert_eq!(after(&mut con, &[], query).unwrap().ids(), ["1", "2"]);
     assert_eq!(index_answers(&mut con) - before, INDEX_PLANS.len() as u64);
@@ -813,13 +819,7 @@ fn a_raw_write_after_a_query_in_one_transaction_is_followed() {
 fn a_raw_write_held_by_client_pause_is_followed_when_it_runs() {
     let server = Server::start();
     let mut con = server.connect();
-    let setup = [
-        "SADD clients_for_user:u 1",
-        "CRM.MEETING.SET 10 1 clientid 1 type email date 100",
-        "CRM.MEETING.SET 10 2 clientid 1 type email date 200",
-    ];
-    let query = "10 u FILTER type email";
-    assert_eq!(total(&after(&mut con, &setup, query)), 2);
+    let query = two_meetings_of_one_client(&mut con);
     let before = index_answers(&mut con);
     redis::cmd("CLIENT")
         .arg(&["PAUSE", "10000", "WRITE"])

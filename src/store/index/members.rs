@@ -35,25 +35,16 @@ const MAX_MEMBERS: usize = 4096;
 /// cannot follow member by member.
 type KeyNotes = HashMap<Bytes, Option<Vec<Bytes>>>;
 
+#[derive(Default)]
 struct Notes {
     /// The notes of the command about to run (or of the commands an EXEC is about to run).
     keys: KeyNotes,
     /// What the commands each client in MULTI has queued name.
     queued: HashMap<u64, Queued>,
-    /// The number of queues at which to drop those of clients gone.
+    /// The number of queues at which to drop those of clients gone (at least
+    /// [`PRUNE_FROM`]).
     prune_at: usize,
     clearing: bool,
-}
-
-impl Default for Notes {
-    fn default() -> Self {
-        Notes {
-            keys: KeyNotes::new(),
-            queued: HashMap::new(),
-            prune_at: PRUNE_FROM,
-            clearing: false,
-        }
-    }
 }
 
 /// What a client's commands queued in MULTI name: members, and the string and hash keys
@@ -110,19 +101,19 @@ pub fn on_command(command: &FilteredCommand, verb: &[u8]) {
 fn written(command: &FilteredCommand, positions: touched::Positions, event: Event) {
     if ANY_QUEUED.load(Ordering::Relaxed) {
         if let Some(id) = command.client_id().filter(|id| is_queuing(*id)) {
-            return queue_touched(id, touched::every_key(positions, event, command));
+            return queue_touched(id, touched::named_keys(positions, event, command, false));
         }
     }
     let client = || command.client_id();
     if PAUSE_SEEN.load(Ordering::Relaxed) && pause_holds() {
         return touched::touch(
-            touched::every_key(positions, event, command),
+            touched::named_keys(positions, event, command, false),
             client(),
             true,
         );
     }
     if ACTIVE.load(Ordering::Relaxed) {
-        let keys = touched::followed_keys(positions, event, command);
+        let keys = touched::named_keys(positions, event, command, true);
         if !keys.is_empty() {
             touched::touch(keys, client(), false);
         }
@@ -193,9 +184,9 @@ fn is_queuing(client: u64) -> bool {
 fn start_queue(client: u64) {
     with_notes(|notes| {
         notes.queued.insert(client, Queued::default());
-        if notes.queued.len() >= notes.prune_at {
+        if notes.queued.len() >= notes.prune_at.max(PRUNE_FROM) {
             notes.queued.retain(|&id, _| client_exists(id));
-            notes.prune_at = (2 * notes.queued.len()).max(PRUNE_FROM);
+            notes.prune_at = 2 * notes.queued.len();
         }
     });
 }

@@ -131,34 +131,26 @@ pub(super) struct Touch {
     released: bool,
 }
 
-/// The keys of `command` that are a meeting's hash to an index (in any database: the
-/// filter does not know the client's); every key when the registry is busy.
-pub(super) fn followed_keys(
+/// The keys of `command`, each with `event`. With `only_meetings`, just those some index
+/// has as a meeting's hash (in any database: the filter does not know the client's), or
+/// every key when the registry is busy.
+pub(super) fn named_keys(
     positions: Positions,
     event: Event,
     command: &FilteredCommand,
-) -> Vec<(Bytes, Event)> {
-    let mut followed = Vec::new();
-    positions.for_each_key(command, |key| {
-        let names_meeting = routes::may_name_meeting(key)
-            && REGISTRY
-                .try_lock()
-                .map_or(true, |registry| registry.routes.names_a_meeting(key));
-        if names_meeting {
-            followed.push((key.to_vec(), event));
-        }
-    });
-    followed
-}
-
-/// Every key of `command`.
-pub(super) fn every_key(
-    positions: Positions,
-    event: Event,
-    command: &FilteredCommand,
+    only_meetings: bool,
 ) -> Vec<(Bytes, Event)> {
     let mut keys = Vec::new();
-    positions.for_each_key(command, |key| keys.push((key.to_vec(), event)));
+    positions.for_each_key(command, |key| {
+        let kept = !only_meetings
+            || routes::may_name_meeting(key)
+                && REGISTRY
+                    .try_lock()
+                    .map_or(true, |registry| registry.routes.names_a_meeting(key));
+        if kept {
+            keys.push((key.to_vec(), event));
+        }
+    });
     keys
 }
 
@@ -170,19 +162,18 @@ pub(super) fn touch(keys: Vec<(Bytes, Event)>, client: Option<u64>, held: bool) 
     if keys.is_empty() {
         return;
     }
-    let mut keys = Some(keys);
-    let touched = try_with_registry(|registry| {
-        for (key, event) in keys.take().unwrap_or_default() {
+    let mut keys = keys;
+    let _ = try_with_registry(|registry| {
+        for (key, event) in keys.drain(..) {
             if held || registry.routes.names_a_meeting(&key) {
                 registry.touch(key, event, client);
             }
         }
     });
-    if touched.is_none() {
-        // Followed when the registry is released (see `events::apply_pending`).
-        for (key, event) in keys.unwrap_or_default() {
-            defer_touch(key, event);
-        }
+    // Left only when the registry was busy: followed when it is released (see
+    // `events::apply_pending`).
+    for (key, event) in keys {
+        defer_touch(key, event);
     }
 }
 
@@ -248,14 +239,11 @@ impl Registry {
             return;
         }
         self.check_postponed_soon(ctx);
-        let keys: Vec<(Bytes, Event)> = self
-            .postponed
-            .iter()
-            .map(|touch| (touch.key.clone(), touch.event))
-            .collect();
-        for (key, event) in keys {
-            self.mark_everywhere(&key, event);
+        let postponed = std::mem::take(&mut self.postponed);
+        for touch in &postponed {
+            self.mark_everywhere(&touch.key, touch.event);
         }
+        self.postponed = postponed;
     }
 
     fn check_postponed_soon(&mut self, ctx: &Context) {
