@@ -396,6 +396,10 @@ impl World {
                 .refresh(&self.store, deadline)
                 .expect("the in-memory store does not fail");
             assert!(done && index.is_ready(&parts), "not loaded: {words}");
+            // As the glue does after a load: bitmaps copied to size, runs kept as runs.
+            if u.arbitrary()? {
+                index.shrink_to_fit(true);
+            }
             let answer = index
                 .execute(&self.store, &query, forced, &mut Trace::default())
                 .expect("the in-memory store does not fail");

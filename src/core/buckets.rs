@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
-use super::dense::bitmap_bytes;
+use super::dense::{bitmap_bytes, shrink_bitmap};
 
 /// A bucket of several keys holding more meetings than this is split at its median key.
 const SPLIT_ABOVE: u64 = 4096;
@@ -158,6 +158,13 @@ impl Buckets {
             Box::new(ranges.rev().map(|range| &range.members))
         } else {
             Box::new(ranges.map(|range| &range.members))
+        }
+    }
+
+    /// Gives back the room the buckets' bitmaps grew into.
+    pub fn shrink_to_fit(&mut self) {
+        for range in self.ranges.values_mut() {
+            shrink_bitmap(&mut range.members);
         }
     }
 

@@ -26,6 +26,14 @@ pub fn bitmap_bytes(bitmap: &RoaringBitmap) -> usize {
     usize::try_from(sparse.min(dense) + containers * 16 + 32).unwrap_or(usize::MAX)
 }
 
+/// Gives back the room a bitmap's containers grew into (a copy is allocated to size), runs
+/// of consecutive ordinals kept as runs where smaller (an installation's set and a sort's
+/// scored meetings are often all ordinals).
+pub fn shrink_bitmap(bitmap: &mut RoaringBitmap) {
+    bitmap.optimize();
+    *bitmap = bitmap.clone();
+}
+
 /// A vector in fixed-size chunks, indexed by ordinal.
 #[derive(Debug, Default)]
 pub struct Chunked<T> {
@@ -283,13 +291,15 @@ impl Ordinals {
         }
     }
 
-    /// Gives back unused room: the last block and spans, and the tables' (each rehashed:
-    /// for a small index only).
+    /// Gives back unused room: the last block and spans, and the tables' where they hold
+    /// less than half what they could (each rehashed: for a small index only).
     pub fn shrink_to_fit(&mut self) {
         self.ids.shrink_to_fit();
         let rehash = rehasher(&self.hasher, &self.ids);
         for table in &mut self.shards {
-            table.shrink_to_fit(rehash);
+            if table.capacity() > 2 * table.len() {
+                table.shrink_to_fit(rehash);
+            }
         }
     }
 

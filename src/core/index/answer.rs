@@ -10,7 +10,7 @@ use std::time::Instant;
 use roaring::{MultiOps, RoaringBitmap};
 
 use super::plan::{self, PlanKind};
-use super::{order_key, Index, Loaded, Part, SetName, SortData, NO_CLIENT};
+use super::{order_key, Index, Loaded, Part, PartMap, SetName, SortData, NO_CLIENT};
 use crate::core::dense::Chunked;
 use crate::core::order::{compare_ids, Ranked};
 use crate::core::page::{cut_page, Page};
@@ -315,7 +315,7 @@ impl<C> Index<C> {
 /// The bitmaps of each FILTER group's values (the installation's set alone without
 /// FILTER), smallest group first; `None` when one is not loaded.
 fn filter_groups<'a, C>(
-    sets: &'a HashMap<SetName, Loaded<C, RoaringBitmap>>,
+    sets: &'a PartMap<SetName, Loaded<C, RoaringBitmap>>,
     query: &Query,
 ) -> Option<Vec<Vec<&'a RoaringBitmap>>> {
     if query.filters.is_empty() {

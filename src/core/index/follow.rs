@@ -160,7 +160,7 @@ impl<C> Index<C> {
                     part.data.remove(ordinal);
                 }
             }
-            Load::Scanning { touched, .. } => touched.push(ordinal),
+            Load::Scanning(scan) => scan.touched.push(ordinal),
             Load::Stale => {}
         }
     }
@@ -171,7 +171,7 @@ impl<C> Index<C> {
         };
         match &mut part.load {
             Load::Ready => set_score(&mut part.data, ordinal, score),
-            Load::Scanning { touched, .. } => touched.push(ordinal),
+            Load::Scanning(scan) => scan.touched.push(ordinal),
             Load::Stale => {}
         }
     }

@@ -2,14 +2,12 @@
 //! meetings the parts handed out. One loader serves every kind of part; a [`PartKind`]
 //! says what is particular to each (where its members come from and what they become).
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use roaring::RoaringBitmap;
 
 use super::follow::set_score;
-use super::{set_ref, Index, Load, Loaded, SetName, SortData, NO_CLIENT};
+use super::{set_ref, Index, Load, Loaded, PartMap, Scan, SetName, SortData, NO_CLIENT};
 use crate::core::store::{IndexRow, IndexSource};
 use crate::core::types::{Bytes, SetRef};
 use crate::error::CrmError;
@@ -48,14 +46,14 @@ impl Pace {
 
 /// What is particular to one kind of part while it loads.
 trait PartKind<S: IndexSource> {
-    type Name: Clone + Eq + Hash;
+    type Name: Clone + Ord;
     type Data;
     /// What one scan step yields.
     type Item;
 
     fn parts(
         index: &mut Index<S::Cursor>,
-    ) -> &mut HashMap<Self::Name, Loaded<S::Cursor, Self::Data>>;
+    ) -> &mut PartMap<Self::Name, Loaded<S::Cursor, Self::Data>>;
 
     /// Forgets what was loaded, before a scan from the start.
     fn restart(
@@ -105,7 +103,7 @@ impl<S: IndexSource> PartKind<S> for Sets {
 
     fn parts(
         index: &mut Index<S::Cursor>,
-    ) -> &mut HashMap<SetName, Loaded<S::Cursor, RoaringBitmap>> {
+    ) -> &mut PartMap<SetName, Loaded<S::Cursor, RoaringBitmap>> {
         &mut index.sets
     }
 
@@ -165,7 +163,7 @@ impl<S: IndexSource> PartKind<S> for Sorts {
     type Data = SortData;
     type Item = ();
 
-    fn parts(index: &mut Index<S::Cursor>) -> &mut HashMap<Bytes, Loaded<S::Cursor, SortData>> {
+    fn parts(index: &mut Index<S::Cursor>) -> &mut PartMap<Bytes, Loaded<S::Cursor, SortData>> {
         &mut index.sorts
     }
 
@@ -217,7 +215,7 @@ impl<S: IndexSource> PartKind<S> for Users {
 
     fn parts(
         index: &mut Index<S::Cursor>,
-    ) -> &mut HashMap<Bytes, Loaded<S::Cursor, RoaringBitmap>> {
+    ) -> &mut PartMap<Bytes, Loaded<S::Cursor, RoaringBitmap>> {
         &mut index.users
     }
 
@@ -366,12 +364,13 @@ impl<C> Index<C> {
                 Load::Ready => return Ok(true),
                 Load::Stale => {
                     K::restart(self, store, name, &mut part.data)?;
-                    part.load = Load::Scanning {
+                    part.load = Load::Scanning(Box::new(Scan {
                         cursor: store.cursor()?,
                         touched: Vec::new(),
-                    };
+                    }));
                 }
-                Load::Scanning { cursor, touched } => {
+                Load::Scanning(scan) => {
+                    let Scan { cursor, touched } = &mut **scan;
                     let began = Instant::now();
                     batch.clear();
                     let more = K::scan(store, &installation, name, cursor, &mut batch)?;

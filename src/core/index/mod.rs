@@ -22,10 +22,11 @@ mod tests;
 
 use std::collections::HashMap;
 
+use litemap::LiteMap;
 use roaring::RoaringBitmap;
 
 use super::buckets::Buckets;
-use super::dense::{bitmap_bytes, Chunked, Ordinals};
+use super::dense::{bitmap_bytes, shrink_bitmap, Chunked, Ordinals};
 use super::query::Query;
 use super::types::{Bytes, SetRef};
 use crate::error::CrmError;
@@ -34,11 +35,15 @@ use crate::error::CrmError;
 const NO_CLIENT: u32 = u32::MAX;
 /// Indexes up to this many meetings are shrunk once built (a millisecond at most).
 const SHRINK_UP_TO: usize = 1 << 15;
+/// Indexes up to this many meetings are shrunk again after every later load (parts and
+/// meetings added since grew their vectors): each shrink copies every bitmap, a few
+/// microseconds at this size.
+const SHRINK_AGAIN_UP_TO: usize = 1 << 12;
 /// A client's list of meetings: its allocation's overhead, estimated.
 const CLIENT_LIST_OVERHEAD: usize = 16;
 
 /// A set of the installation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SetName {
     /// The installation's set of all its meetings.
     Meetings,
@@ -47,7 +52,7 @@ pub enum SetName {
 }
 
 /// One loadable part of the index, named by what the glue watches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Part {
     Set(SetName),
     /// The sorted set of a sort field.
@@ -91,13 +96,17 @@ pub fn parts_of(query: &Query) -> Vec<Part> {
 enum Load<C> {
     /// To be read again from the start.
     Stale,
-    /// Being read: the scan's cursor, and the meetings a CRM write changed in the part
-    /// meanwhile (a scan may or may not see such a change), checked once the scan ends.
-    Scanning {
-        cursor: C,
-        touched: Vec<u32>,
-    },
+    /// Being read (boxed: thousands of small indexes have every part loaded, and a part's
+    /// size is paid once per part).
+    Scanning(Box<Scan<C>>),
     Ready,
+}
+
+/// A scan under way: its cursor, and the meetings a CRM write changed in the part
+/// meanwhile (a scan may or may not see such a change), checked once the scan ends.
+struct Scan<C> {
+    cursor: C,
+    touched: Vec<u32>,
 }
 
 impl<C> Load<C> {
@@ -105,6 +114,11 @@ impl<C> Load<C> {
         matches!(self, Load::Ready)
     }
 }
+
+/// An index's parts of one kind by name: sorted vectors, which hold just their entries
+/// (a hash map's empty buckets and control bytes cost more than the few parts of each of
+/// thousands of small installations).
+type PartMap<K, V> = LiteMap<K, V>;
 
 /// A part: how far it is loaded, and what it holds.
 struct Loaded<C, D> {
@@ -172,10 +186,10 @@ pub struct Index<C> {
     /// Ordinals whose hash has a TTL: it may expire unannounced (see [`Index::expiring`]).
     expiring: RoaringBitmap,
     /// Each set's members.
-    sets: HashMap<SetName, Loaded<C, RoaringBitmap>>,
-    sorts: HashMap<Bytes, Loaded<C, SortData>>,
+    sets: PartMap<SetName, Loaded<C, RoaringBitmap>>,
+    sorts: PartMap<Bytes, Loaded<C, SortData>>,
     /// Each user's client ordinals.
-    users: HashMap<Bytes, Loaded<C, RoaringBitmap>>,
+    users: PartMap<Bytes, Loaded<C, RoaringBitmap>>,
     /// The meetings each user's clients make visible, once a plan needed them; kept current
     /// on every client change, dropped when the user's set changes.
     visible: HashMap<Bytes, RoaringBitmap>,
@@ -205,9 +219,9 @@ impl<C> Index<C> {
             rows_pending: RoaringBitmap::new(),
             broken: RoaringBitmap::new(),
             expiring: RoaringBitmap::new(),
-            sets: HashMap::new(),
-            sorts: HashMap::new(),
-            users: HashMap::new(),
+            sets: PartMap::new(),
+            sorts: PartMap::new(),
+            users: PartMap::new(),
             visible: HashMap::new(),
             counters: IndexCounters::default(),
         }
@@ -239,6 +253,15 @@ impl<C> Index<C> {
         added
     }
 
+    /// Whether the index has `part` (loaded or not).
+    pub fn has_part(&self, part: &Part) -> bool {
+        match part {
+            Part::Set(name) => self.sets.contains_key(name),
+            Part::Sort(field) => self.sorts.contains_key(field),
+            Part::Clients(user) => self.users.contains_key(user),
+        }
+    }
+
     /// Whether every part a query reads is loaded and every meeting row is current.
     pub fn is_ready(&self, parts: &[Part]) -> bool {
         self.rows_pending.is_empty()
@@ -252,11 +275,18 @@ impl<C> Index<C> {
             })
     }
 
-    /// Gives back the room its vectors and tables grew into, once built: thousands of
-    /// small installations would otherwise hold a third more than their data. Only below
-    /// [`SHRINK_UP_TO`] meetings (rehashing a million ids would hold the server).
-    pub fn shrink_to_fit(&mut self) {
-        if self.ordinals.len() > SHRINK_UP_TO {
+    /// Gives back the room its vectors, tables and bitmaps grew into, after a load (the
+    /// `first` once built): thousands of small installations would otherwise hold half
+    /// as much again as their data. Only below [`SHRINK_UP_TO`] meetings after the first
+    /// load, [`SHRINK_AGAIN_UP_TO`] after later ones (rehashing and copying a million
+    /// ids would hold the server).
+    pub fn shrink_to_fit(&mut self, first: bool) {
+        let limit = if first {
+            SHRINK_UP_TO
+        } else {
+            SHRINK_AGAIN_UP_TO
+        };
+        if self.ordinals.len() > limit {
             return;
         }
         self.ordinals.shrink_to_fit();
@@ -264,12 +294,22 @@ impl<C> Index<C> {
         self.client_of.shrink_to_fit();
         self.client_meetings.shrink_to_fit();
         self.client_meetings.iter_mut().for_each(Vec::shrink_to_fit);
-        for sort in self.sorts.values_mut() {
+        for (_, sort) in self.sorts.iter_mut() {
             sort.data.scores.shrink_to_fit();
+            sort.data.order.shrink_to_fit();
+            shrink_bitmap(&mut sort.data.pending);
+            shrink_bitmap(&mut sort.data.scored);
         }
-        self.sets.shrink_to_fit();
-        self.sorts.shrink_to_fit();
-        self.users.shrink_to_fit();
+        let sets = self.sets.iter_mut().map(|(_, part)| &mut part.data);
+        let users = self.users.iter_mut().map(|(_, part)| &mut part.data);
+        let own = [&mut self.rows_pending, &mut self.broken, &mut self.expiring];
+        own.into_iter()
+            .chain(sets)
+            .chain(users)
+            .for_each(shrink_bitmap);
+        shrink_parts(&mut self.sets);
+        shrink_parts(&mut self.sorts);
+        shrink_parts(&mut self.users);
     }
 
     /// Frees a bounded piece of a dropped index (a million meetings freed at once hold the
@@ -277,18 +317,19 @@ impl<C> Index<C> {
     pub fn free_some(&mut self) -> bool {
         /// Ids or bitmaps freed per call: about a millisecond.
         const PIECE: usize = 8192;
-        fn drop_one<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) -> bool {
-            let key = map.keys().next().cloned();
+        fn drop_last<K: Clone + Ord, V>(map: &mut PartMap<K, V>) -> bool {
+            let key = map.last().map(|(key, _)| key.clone());
             key.is_some_and(|key| map.remove(&key).is_some())
         }
+        let visible = self.visible.keys().next().cloned();
         self.ordinals.drop_some(PIECE)
             || self.clients.drop_some(PIECE)
             || self.client_meetings.drop_some(PIECE)
             || self.client_of.drop_some(usize::MAX)
-            || drop_one(&mut self.sets)
-            || drop_one(&mut self.sorts)
-            || drop_one(&mut self.users)
-            || drop_one(&mut self.visible)
+            || drop_last(&mut self.sets)
+            || drop_last(&mut self.sorts)
+            || drop_last(&mut self.users)
+            || visible.is_some_and(|user| self.visible.remove(&user).is_some())
     }
 
     /// How far loading is, for a client told to retry: meetings whose row is read, of
@@ -349,7 +390,7 @@ impl<C> Index<C> {
         if new {
             self.client_of.push(NO_CLIENT);
             self.rows_pending.insert(ordinal);
-            for sort in self.sorts.values_mut() {
+            for (_, sort) in self.sorts.iter_mut() {
                 sort.data.pending.insert(ordinal);
             }
         }
@@ -374,14 +415,16 @@ impl<C> Index<C> {
 }
 
 /// Adds a part named `name`, stale, unless there is one; whether it was added.
-fn insert_new<K, C, D>(parts: &mut HashMap<K, Loaded<C, D>>, name: &K) -> bool
-where
-    K: Clone + Eq + std::hash::Hash,
-    D: Default,
-{
-    if parts.contains_key(name) {
-        return false;
-    }
-    parts.insert(name.clone(), Loaded::default());
-    true
+fn insert_new<K: Clone + Ord, C, D: Default>(
+    parts: &mut PartMap<K, Loaded<C, D>>,
+    name: &K,
+) -> bool {
+    parts.try_insert(name.clone(), Loaded::default()).is_none()
+}
+
+/// Gives back the room a part map grew into.
+fn shrink_parts<K, V>(parts: &mut PartMap<K, V>) {
+    let mut entries = std::mem::replace(parts, PartMap::new()).into_tuple_vec();
+    entries.shrink_to_fit();
+    *parts = PartMap::from_sorted_store_unchecked(entries);
 }

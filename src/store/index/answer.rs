@@ -6,7 +6,7 @@ use std::time::Instant;
 use redis_module::Context;
 
 use super::loading::{MEMORY_REST, QUERY_BUDGET};
-use super::ttl::{touch_volatile, watch_ttl};
+use super::ttl::watch_ttl;
 use super::{with_registry, Entry, Registry};
 use crate::core::index::answer::Answer;
 use crate::core::index::plan::PlanKind;
@@ -71,13 +71,10 @@ pub fn try_answer(
     let started = Instant::now();
     with_registry(|registry| {
         registry.mark_postponed(ctx);
-        let Some(entry) = registry.entry_for(&key, store)? else {
+        if registry.entry_for(&key, store)?.is_none() {
             return Ok(Route::Keyspace(registry.why_not(&key)));
-        };
-        touch_volatile(ctx, store, entry)?;
-        let volatile =
-            entry.volatile.len() + entry.index.expiring_count() + entry.field_volatile.len();
-        if volatile > MAX_VOLATILE_KEYS {
+        }
+        if registry.touch_volatile(ctx, store, &key)? > MAX_VOLATILE_KEYS {
             registry.rest(&key, "too many keys with a TTL");
             return Ok(Route::Keyspace("too many keys with a TTL"));
         }
@@ -156,11 +153,7 @@ impl Registry {
         for part in entry.index.register(parts) {
             let (name, _) = store.part_key(&key.1, &part);
             watch_ttl(ctx, entry, &name)?;
-            self.routes.watch(key.0, &name, &key.1);
-            let parts = entry.watched.entry(name).or_default();
-            if !parts.contains(&part) {
-                parts.push(part);
-            }
+            self.routes.watch(key.0, &name, &key.1, &part);
         }
         Ok(())
     }

@@ -131,17 +131,13 @@ impl Registry {
     /// Follows a notification; with a context, a command's noted members are read back.
     pub(super) fn key_changed(&mut self, ctx: Option<&Context>, db: i32, key: &[u8], event: Event) {
         let noted = members::take(key).filter(|_| event == Event::Members);
-        let mut concerned: Vec<Bytes> = self.routes.readers(db, key).to_vec();
-        for (installation, _) in self.routes.meeting_of(db, key) {
-            if !concerned.contains(installation) {
-                concerned.push(installation.clone());
-            }
-        }
-        for installation in concerned {
+        let concerned = self.concerned(db, key);
+        for (installation, mut parts) in concerned {
             let index_key = (db, installation);
             let Some(entry) = self.entries.get_mut(&index_key) else {
                 continue;
             };
+            parts.retain(|part| entry.index.has_part(part));
             let writing = match &mut self.writing {
                 Some(writing)
                     if matches!(event, Event::Effect | Event::Members)
@@ -159,30 +155,59 @@ impl Registry {
                 continue;
             }
             let updated = match (ctx, &noted) {
-                (Some(ctx), Some(members)) => follow_members(ctx, entry, key, members),
+                (Some(ctx), Some(members)) => follow_members(ctx, entry, &parts, members),
                 _ => Vec::new(),
             };
             self.figures.member_updates += updated.len() as u64;
-            if follow(entry, key, event, &updated) {
+            if follow(entry, &parts, key, event, &updated) {
                 self.figures.invalidations += 1;
             }
         }
+    }
+
+    /// The installations a change to `key` concerns, each with the parts its index loaded
+    /// from the key (none when the key is only a meeting's hash there).
+    fn concerned(&self, db: i32, key: &[u8]) -> Vec<(Bytes, Vec<Part>)> {
+        let reading = self.routes.readers(db, key).iter();
+        let naming = self.routes.meeting_of(db, key);
+        let mut named: Vec<(&Bytes, Option<&Part>)> = reading
+            .map(|(installation, part)| (installation, Some(part)))
+            .chain(
+                naming
+                    .into_iter()
+                    .map(|(installation, _)| (installation, None)),
+            )
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        let mut concerned: Vec<(Bytes, Vec<Part>)> = Vec::new();
+        for (installation, part) in named {
+            match concerned.last_mut() {
+                Some((last, parts)) if last == installation => parts.extend(part.cloned()),
+                _ => concerned.push((installation.clone(), part.into_iter().cloned().collect())),
+            }
+        }
+        concerned
     }
 }
 
 /// Gives each part loaded from `key` what the key now holds for `members` (named by the
 /// command that changed it); returns the parts so updated.
-fn follow_members(ctx: &Context, entry: &mut Entry, key: &[u8], members: &[Bytes]) -> Vec<Part> {
-    let Some(parts) = entry.watched.get(key).cloned() else {
+fn follow_members(
+    ctx: &Context,
+    entry: &mut Entry,
+    parts: &[Part],
+    members: &[Bytes],
+) -> Vec<Part> {
+    if parts.is_empty() {
         return Vec::new();
-    };
+    }
     let Ok(guard) = KeyGuard::new(ctx, None, entry.index.installation()) else {
         return Vec::new();
     };
     let store = KeyspaceStore::new(ctx, entry.templates.clone(), guard);
     let mut updated = Vec::new();
     for part in parts {
-        let ids: Option<Vec<Bytes>> = match &part {
+        let ids: Option<Vec<Bytes>> = match part {
             // A sort member names its meeting in the sort-member template.
             Part::Sort(_) => members
                 .iter()
@@ -196,23 +221,31 @@ fn follow_members(ctx: &Context, entry: &mut Entry, key: &[u8], members: &[Bytes
         let Some(ids) = ids else {
             continue;
         };
-        if entry.index.members_changed(&store, &part, &ids).is_ok() {
-            updated.push(part);
+        if entry.index.members_changed(&store, part, &ids).is_ok() {
+            updated.push(part.clone());
         }
     }
     updated
 }
 
-/// What a change to `key` means to one index: every part loaded from it but those in
-/// `updated` (a CRM write updated them itself) is read again, and so is the row of the
+/// What a change to `key` means to one index: every part loaded from it (of `parts`, the
+/// routes' record, which may name parts of an earlier index of the installation) but those
+/// in `updated` (a CRM write updated them itself) is read again, and so is the row of the
 /// meeting whose hash it names. Returns whether anything was marked.
-pub(super) fn follow(entry: &mut Entry, key: &[u8], event: Event, updated: &[Part]) -> bool {
+pub(super) fn follow(
+    entry: &mut Entry,
+    parts: &[Part],
+    key: &[u8],
+    event: Event,
+    updated: &[Part],
+) -> bool {
     let mut marked = false;
-    if let Some(parts) = entry.watched.get(key) {
+    let loaded: Vec<&Part> = parts.iter().filter(|p| entry.index.has_part(p)).collect();
+    if !loaded.is_empty() {
         // Whatever replaced the key (RENAME, RESTORE, COPY, EXPIRE...) may have given it a
         // TTL: the next query looks.
         entry.volatile.insert(key.to_vec());
-        for part in parts.iter().filter(|part| !updated.contains(part)) {
+        for part in loaded.into_iter().filter(|part| !updated.contains(part)) {
             entry.index.mark_stale(part);
             marked = true;
         }

@@ -79,10 +79,11 @@ impl Registry {
                 return false;
             }
         };
+        if done {
+            entry.index.shrink_to_fit(!entry.built);
+        }
         if done && !entry.built {
             entry.built = true;
-            entry.index.shrink_to_fit();
-            entry.watched.shrink_to_fit();
             self.figures.builds += 1;
             self.figures.last_build_ms =
                 u64::try_from(entry.created.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -8,7 +8,7 @@
 //! - `members.rs`: other commands' members, noted by the command filter;
 //! - `touched.rs`: string and hash writes, seen by the command filter where it stands in
 //!   for their notifications;
-//! - `routes.rs`: which indexes a notification concerns, in a few lookups.
+//! - `routes.rs`: which indexes and parts a notification concerns, in a few lookups.
 //!
 //! - `answer.rs`: a query reads the index only when every part it needs is loaded; it says
 //!   why not otherwise: the index is loading, or the keyspace path must answer;
@@ -37,7 +37,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
 use super::keys::KeyTemplates;
-use crate::core::index::{Index, Part};
+use crate::core::index::Index;
 use crate::core::types::Bytes;
 use crate::ffi::key::ScanCursor;
 
@@ -73,8 +73,6 @@ struct Entry {
     /// The sort member's text around `<id>`, to find a sort member's meeting.
     sort_member: (Bytes, Bytes),
     index: Index<ScanCursor>,
-    /// Key name to the parts loaded from it.
-    watched: HashMap<Bytes, Vec<Part>>,
     /// Keys with a TTL that the index depends on.
     volatile: HashSet<Bytes>,
     /// Meetings whose hash got a field TTL (HEXPIRE) since the index was made: a field may
@@ -101,7 +99,6 @@ impl Entry {
             sort_member,
             templates,
             index: Index::new(installation.to_vec()),
-            watched: HashMap::new(),
             volatile: HashSet::new(),
             field_volatile: HashSet::new(),
             permits: HashMap::new(),

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hashbrown::HashMap;
 
+use crate::core::index::Part;
 use crate::core::types::Bytes;
 
 /// Words of [`MAY_NAME_MEETING`] (8 KiB, mostly in cache): with one text per installation
@@ -96,8 +97,10 @@ pub fn may_name_meeting(key: &[u8]) -> bool {
 
 #[derive(Default)]
 pub(super) struct Routes {
-    /// Per database, a key some index loaded parts from → those indexes' installations.
-    watched: HashMap<i32, HashMap<Bytes, Vec<Bytes>>>,
+    /// Per database, a key some index loaded parts from → each installation and part loaded
+    /// from it. The one record of what a key feeds: thousands of small indexes read a few
+    /// keys each, and a second map per index would hold every name twice.
+    watched: HashMap<i32, HashMap<Bytes, Vec<(Bytes, Part)>>>,
     /// Per database, the text of a meeting hash's name before its id → the installations
     /// whose meetings are named so, each with the text after the id.
     meetings: HashMap<i32, HashMap<Bytes, Vec<(Bytes, Bytes)>>>,
@@ -118,16 +121,20 @@ impl Routes {
         LONG_CUT.store(false, Ordering::Relaxed);
     }
 
-    /// The index of `installation` reads `key`.
-    pub fn watch(&mut self, db: i32, key: &[u8], installation: &[u8]) {
-        let installations = self
+    /// The index of `installation` loads `part` from `key`.
+    pub fn watch(&mut self, db: i32, key: &[u8], installation: &[u8], part: &Part) {
+        let readers = self
             .watched
             .entry(db)
             .or_default()
             .entry(key.to_vec())
             .or_default();
-        if !installations.iter().any(|known| known == installation) {
-            installations.push(installation.to_vec());
+        if !readers.iter().any(|(i, p)| i == installation && p == part) {
+            // Most keys have one reader: no room for more (a shared key's list doubles).
+            if readers.len() < 4 {
+                readers.reserve_exact(1);
+            }
+            readers.push((installation.to_vec(), part.clone()));
         }
     }
 
@@ -190,12 +197,22 @@ impl Routes {
         !self.meeting_of(db, key).is_empty()
     }
 
-    /// The installations whose index reads `key`.
-    pub fn readers(&self, db: i32, key: &[u8]) -> &[Bytes] {
+    /// The installations whose index reads `key`, each with a part loaded from it.
+    pub fn readers(&self, db: i32, key: &[u8]) -> &[(Bytes, Part)] {
         self.watched
             .get(&db)
             .and_then(|keys| keys.get(key))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// The parts the index of `installation` loads from `key` (or did: an index made again
+    /// may no longer have them).
+    pub fn parts(&self, db: i32, key: &[u8], installation: &[u8]) -> Vec<Part> {
+        self.readers(db, key)
+            .iter()
+            .filter(|(reader, _)| reader == installation)
+            .map(|(_, part)| part.clone())
+            .collect()
     }
 
     /// The installations whose meeting hash `key` names, each with the meeting's id.

@@ -4,34 +4,53 @@
 //! with field TTLs have their rows read again before each answer: an expired field reads
 //! as missing whether or not the server has deleted it yet.
 
-use super::Entry;
+use super::{Entry, Registry};
+use crate::core::types::Bytes;
 use crate::error::CrmError;
 use crate::ffi::key::ReadKey;
 use crate::ffi::string::ModuleString;
 use crate::store::keyspace::KeyspaceStore;
 use redis_module::Context;
 
-/// Opens every key with a TTL the index depends on: on a primary an expired one is deleted
-/// now, on a replica it reads as missing; either way what it feeds is read again. A key
-/// whose TTL was removed is no longer followed.
-pub(super) fn touch_volatile(
-    ctx: &Context,
-    store: &KeyspaceStore,
-    entry: &mut Entry,
-) -> Result<(), CrmError> {
+impl Registry {
+    /// Opens every key with a TTL the index `key` depends on: on a primary an expired one
+    /// is deleted now, on a replica it reads as missing; either way what it feeds is read
+    /// again. A key whose TTL was removed is no longer followed. Returns how many keys and
+    /// hashes with a TTL the index follows.
+    pub(super) fn touch_volatile(
+        &mut self,
+        ctx: &Context,
+        store: &KeyspaceStore,
+        key: &(i32, Bytes),
+    ) -> Result<usize, CrmError> {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return Ok(0);
+        };
+        let gone = touch(ctx, store, entry)?;
+        for name in gone {
+            for part in self.routes.parts(key.0, &name, &key.1) {
+                entry.index.mark_stale(&part);
+            }
+        }
+        Ok(entry.volatile.len() + entry.index.expiring_count() + entry.field_volatile.len())
+    }
+}
+
+/// Opens the entry's keys and hashes with a TTL (see [`Registry::touch_volatile`]); returns
+/// the keys found missing.
+fn touch(ctx: &Context, store: &KeyspaceStore, entry: &mut Entry) -> Result<Vec<Bytes>, CrmError> {
     let mut gone = Vec::new();
+    let mut unfollowed = Vec::new();
     for key in &entry.volatile {
         let opened = ReadKey::open(ctx, &ModuleString::new(key)?, key)?;
-        if opened.is_missing() || !opened.has_expire()? {
-            gone.push((key.clone(), opened.is_missing()));
+        if opened.is_missing() {
+            gone.push(key.clone());
+        } else if !opened.has_expire()? {
+            unfollowed.push(key.clone());
         }
     }
-    for (key, missing) in gone {
-        entry.volatile.remove(&key);
-        match entry.watched.get(&key) {
-            Some(parts) if missing => parts.iter().for_each(|part| entry.index.mark_stale(part)),
-            _ => {}
-        }
+    for key in gone.iter().chain(&unfollowed) {
+        entry.volatile.remove(key);
     }
     for id in &entry.field_volatile {
         entry.index.meeting_changed(id);
@@ -45,7 +64,7 @@ pub(super) fn touch_volatile(
             entry.index.meeting_changed(&id);
         }
     }
-    Ok(())
+    Ok(gone)
 }
 
 /// Follows the TTL of the keys of newly registered parts (a TTL set later is announced).

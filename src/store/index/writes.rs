@@ -78,7 +78,8 @@ pub fn write_through(
         };
         for changed in deferred {
             let skip = updated.get(&changed).map_or(&[][..], std::slice::from_ref);
-            if follow(entry, &changed, Event::Other, skip) {
+            let parts = registry.routes.parts(key.0, &changed, installation);
+            if follow(entry, &parts, &changed, Event::Other, skip) {
                 registry.figures.invalidations += 1;
             }
         }
