@@ -396,7 +396,7 @@ impl World {
                 .refresh(&self.store, deadline)
                 .expect("the in-memory store does not fail");
             assert!(done && index.is_ready(&parts), "not loaded: {words}");
-            // As the glue does after a load: bitmaps copied to size, runs kept as runs.
+            // As the glue does after a load: vectors and bitmaps copied to size.
             if u.arbitrary()? {
                 index.shrink_to_fit(true);
             }

@@ -126,7 +126,7 @@ fn loaded(index: &mut TestIndex, store: &InMemoryStore, query: &Query) {
     let deadline = Instant::now() + Duration::from_secs(5);
     assert!(index.refresh(store, deadline).unwrap());
     // Half the time shrunk, as the glue does after a load: later changes then meet
-    // bitmaps copied to size and runs of ordinals.
+    // vectors and bitmaps copied to size.
     if parts.len().is_multiple_of(2) {
         index.shrink_to_fit(true);
     }
