@@ -93,10 +93,15 @@ fn syntax(name: &str, args: &Json) -> String {
             }
             _ => arg["name"].as_str().unwrap().to_string(),
         };
+        let repeated = arg.get("multiple").is_some();
+        let repeated_with_token = arg.get("multiple_token").is_some();
         if let (Some(token), false) = (token, kind == "pure-token") {
-            text = format!("{token} {text}");
-        }
-        if arg.get("multiple").is_some() {
+            text = match (repeated, repeated_with_token) {
+                (true, true) => format!("{token} {text} [{token} {text} ...]"),
+                (true, false) => format!("{token} {text} [{text} ...]"),
+                _ => format!("{token} {text}"),
+            };
+        } else if repeated {
             text = format!("{text} [{text} ...]");
         }
         if arg.get("optional").is_some() {

@@ -87,6 +87,17 @@ fn return_names_other_fields() {
         json(&mut con, &args),
         r#"{"total":2,"meetings":[{"id":"11","clientid":"2","missing":null},{"id":"19","clientid":"8","missing":null}]}"#
     );
+    // A returned field named `id` does not repeat the key: `id` is the meeting's id.
+    let args = [&SEED_QUERY[..], &["RETURN", "2", "id", "details"]].concat();
+    assert_eq!(
+        json(&mut con, &args),
+        r#"{"total":2,"meetings":[{"id":"11","details":{"subject":"Kick-off","date":"2017-06-10"}},{"id":"19","details":{"subject":"Demo","date":"2017-06-15"}}]}"#
+    );
+    let args = [&SEED_QUERY[..], &["RETURN", "1", "id"]].concat();
+    assert_eq!(
+        json(&mut con, &args),
+        r#"{"total":2,"meetings":[{"id":"11"},{"id":"19"}]}"#
+    );
     for (extra, expected) in [
         (&["RETURN", "2", "a"][..], "ERR RETURN needs 2 field names"),
         (

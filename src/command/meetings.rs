@@ -8,6 +8,8 @@
 use std::time::Instant;
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 
 use super::{caller_store, integer, run_guarded, spec, stats};
 use crate::config;
@@ -17,7 +19,6 @@ use crate::core::page::Page;
 use crate::core::query::{parse_query, Format, Query};
 use crate::core::trace::Trace;
 use crate::core::types::DETAILS_FIELD;
-use crate::core::values::is_json;
 use crate::error::CrmError;
 use crate::ffi::block::{is_resumed, may_block};
 use crate::store::index;
@@ -43,7 +44,7 @@ pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     stats::rows_returned(page.meetings.len());
     Ok(match query.format {
         Format::Resp => resp_reply(&query, page),
-        Format::Json => RedisValue::BulkString(json_reply(&query, &page)),
+        Format::Json => RedisValue::BulkString(json_reply(&query, &page)?),
     })
 }
 
@@ -193,41 +194,70 @@ fn resp_reply(query: &Query, page: Page) -> RedisValue {
     RedisValue::Array(items)
 }
 
-/// The page as one JSON document, keys in the documented order. `details` that is valid
-/// JSON is embedded verbatim (the application's own formatting), anything else as a
-/// string, so a bad value never breaks the document; other fields are strings; bytes that
-/// are not UTF-8 are replaced (JSON carries text only).
-fn json_reply(query: &Query, page: &Page) -> String {
-    let fields = query.returned_fields();
-    let mut out = format!("{{\"total\":{},\"meetings\":[", page.total);
-    for (index, (id, values)) in page.meetings.iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"id\":");
-        out.push_str(&json_string(id));
-        for (field, value) in fields.iter().zip(values) {
-            out.push(',');
-            out.push_str(&json_string(field));
-            out.push(':');
+/// The page as one JSON document, keys in the documented order: `total`, then each
+/// meeting's `id` and its returned fields (a field named `id` is not repeated: the key is
+/// the meeting's id). `details` that is valid JSON is embedded verbatim (the application's
+/// own formatting), anything else as a string, so a bad value never breaks the document;
+/// other fields are strings; bytes that are not UTF-8 are replaced (JSON carries text only).
+fn json_reply(query: &Query, page: &Page) -> Result<String, CrmError> {
+    let document = JsonPage {
+        fields: &query.returned_fields(),
+        page,
+    };
+    serde_json::to_string(&document)
+        .map_err(|e| CrmError::Internal(format!("cannot write the JSON reply: {e}")))
+}
+
+struct JsonPage<'a> {
+    fields: &'a [&'a [u8]],
+    page: &'a Page,
+}
+
+struct JsonMeeting<'a> {
+    fields: &'a [&'a [u8]],
+    id: &'a [u8],
+    values: &'a [Option<Vec<u8>>],
+}
+
+impl Serialize for JsonPage<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("total", &self.page.total)?;
+        let meetings: Vec<JsonMeeting> = self
+            .page
+            .meetings
+            .iter()
+            .map(|(id, values)| JsonMeeting {
+                fields: self.fields,
+                id,
+                values,
+            })
+            .collect();
+        map.serialize_entry("meetings", &meetings)?;
+        map.end()
+    }
+}
+
+impl Serialize for JsonMeeting<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", &String::from_utf8_lossy(self.id))?;
+        for (field, value) in self.fields.iter().zip(self.values) {
+            if *field == ID_KEY {
+                continue;
+            }
+            let key = String::from_utf8_lossy(field);
             match value {
-                None => out.push_str("null"),
-                Some(bytes) if *field == DETAILS_FIELD && is_json(bytes) => {
-                    out.push_str(&String::from_utf8_lossy(bytes));
-                }
-                Some(bytes) => out.push_str(&json_string(bytes)),
+                None => map.serialize_entry(&key, &())?,
+                Some(bytes) => match serde_json::from_slice::<&RawValue>(bytes) {
+                    Ok(raw) if *field == DETAILS_FIELD => map.serialize_entry(&key, raw)?,
+                    _ => map.serialize_entry(&key, &String::from_utf8_lossy(bytes))?,
+                },
             }
         }
-        out.push('}');
+        map.end()
     }
-    out.push_str("]}");
-    out
 }
 
-fn json_string(bytes: &[u8]) -> String {
-    serde_json::Value::String(text(bytes)).to_string()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+/// The key of a meeting's id in a JSON reply.
+const ID_KEY: &[u8] = b"id";

@@ -28,7 +28,7 @@ const QUERY_ARGS: &[Arg] = &[
     Arg::new("filter", ArgKind::Block)
         .token("FILTER")
         .optional()
-        .multiple()
+        .multiple_token()
         .of(&[
             Arg::new("field", ArgKind::Text),
             Arg::new("value", ArgKind::Text),

@@ -29,6 +29,8 @@ pub struct Arg {
     pub token: Option<&'static str>,
     pub optional: bool,
     pub multiple: bool,
+    /// Each repetition starts with the token again (`FILTER a b FILTER c d`).
+    pub multiple_token: bool,
     pub args: &'static [Arg],
 }
 
@@ -40,6 +42,7 @@ impl Arg {
             token: None,
             optional: false,
             multiple: false,
+            multiple_token: false,
             args: &[],
         }
     }
@@ -53,6 +56,12 @@ impl Arg {
     }
     pub const fn multiple(mut self) -> Arg {
         self.multiple = true;
+        self
+    }
+    /// Repeatable, the token before each repetition.
+    pub const fn multiple_token(mut self) -> Arg {
+        self.multiple = true;
+        self.multiple_token = true;
         self
     }
     pub const fn of(mut self, args: &'static [Arg]) -> Arg {
@@ -222,6 +231,9 @@ fn lower_args(
         }
         if arg.multiple {
             flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE;
+        }
+        if arg.multiple_token {
+            flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE_TOKEN;
         }
         lowered.push(raw::RedisModuleCommandArg {
             name: strings.text(arg.name),

@@ -136,14 +136,16 @@ impl Verb {
 
     pub fn of(name: &[u8]) -> Verb {
         let mut bytes = [0u8; Verb::MAX];
-        let len = match bytes.get_mut(..name.len()) {
-            Some(start) => {
-                start.copy_from_slice(name);
-                name.len()
-            }
-            None => 0,
+        // Byte by byte rather than a copy then a lowercasing pass: this runs before every
+        // command, and the copy's store stalled the load that lowercased it.
+        let len = if name.len() <= Verb::MAX {
+            name.len()
+        } else {
+            0
         };
-        bytes.make_ascii_lowercase();
+        for (byte, from) in bytes.iter_mut().zip(name.iter().take(len)) {
+            *byte = from.to_ascii_lowercase();
+        }
         Verb { bytes, len }
     }
 
