@@ -373,6 +373,11 @@ pub fn schema() -> Result<Schema, CrmError> {
     })
 }
 
+/// `crm.sort-fields` in force now.
+pub fn sort_fields() -> Result<Arc<Vec<Bytes>>, CrmError> {
+    SORT_FIELDS.current()
+}
+
 pub fn max_page() -> u64 {
     u64::try_from(MAX_PAGE.load(Ordering::Relaxed)).unwrap_or(0)
 }

@@ -40,6 +40,11 @@ fn server_with_two_installations() -> Server {
         ("reader", "%R~{10}:* +@all"),
         ("nocommand", "~* +@all -crm.meetings"),
         (
+            "nostatus",
+            "%R~{10}:clients_for_user:* %R~{10}:meeting_type:* %R~{10}:meeting_date \
+             %R~{10}:meeting:* %R~{10}:meetings +@all",
+        ),
+        (
             "setwriter",
             "%RW~{10}:meetings %RW~{10}:meeting_date %R~{10}:* +@all",
         ),
@@ -113,6 +118,23 @@ fn confined_user_reaches_only_its_installation() {
         before,
         "a denied call changed the keyspace"
     );
+}
+
+#[test]
+fn an_excluded_set_is_checked_like_a_filtered_one() {
+    let server = server_with_two_installations();
+    let mut user = server.login("nostatus");
+    let allowed = ["CRM.MEETINGS", "10", "1", "FILTER", "type", "email"];
+    let excluding = [&allowed[..], &["EXCLUDE", "status", "close"]].concat();
+    // Several times: the first calls may take the keyspace path, later ones the index.
+    for _ in 0..5 {
+        assert_eq!(total(call(&mut user, &allowed).unwrap()), 3);
+        assert_eq!(
+            call(&mut user, &excluding).unwrap_err(),
+            "NOPERM this user has no permissions to access the '{10}:meeting_status:close' key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]

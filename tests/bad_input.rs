@@ -44,14 +44,35 @@ fn malformed_arguments() {
         ("10", arity),
         (
             "10 1 BOGUS",
-            "ERR unknown option 'BOGUS': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
+            "ERR unknown option 'BOGUS': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
         ),
         (
             "10 1 LIMIT 0 10 extra",
-            "ERR unknown option 'extra': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
+            "ERR unknown option 'extra': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
         ),
         ("10 1 FILTER", "ERR FILTER needs a field and a value"),
         ("10 1 FILTER type", "ERR FILTER needs a field and a value"),
+        ("10 1 EXCLUDE", "ERR EXCLUDE needs a field and a value"),
+        (
+            "10 1 FILTER type email EXCLUDE status",
+            "ERR EXCLUDE needs a field and a value",
+        ),
+        ("10 1 RANGE date 1", "ERR RANGE needs a field, a min and a max"),
+        (
+            "10 1 RANGE date 2017-13-01 +inf",
+            "ERR RANGE min must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
+             date (a leading '(' excludes it), got '2017-13-01'",
+        ),
+        (
+            "10 1 RANGE date 0 ((5",
+            "ERR RANGE max must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
+             date (a leading '(' excludes it), got '((5'",
+        ),
+        (
+            "10 1 RANGE rank 0 5",
+            "ERR RANGE field 'rank' has no sorted set: crm.sort-fields is 'date' (add the field \
+             there, then CRM.REPAIR each installation to fill its sorted set)",
+        ),
         ("10 1 SORTBY", "ERR SORTBY needs a field"),
         (
             "10 1 SORTBY date SORTBY date",
@@ -93,11 +114,11 @@ fn malformed_arguments() {
     assert_error(
         &mut con,
         &[b"10", b"1", b"\x00\xff\r\n"],
-        "ERR unknown option '\\x00\\xff\\x0d\\x0a': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
+        "ERR unknown option '\\x00\\xff\\x0d\\x0a': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
     );
     let huge = vec![b'A'; 1 << 20];
     let expected = format!(
-        "ERR unknown option '{}...(1048576 bytes)': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
+        "ERR unknown option '{}...(1048576 bytes)': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
         "A".repeat(64)
     );
     assert_error(&mut con, &[b"10", b"1", &huge], &expected);

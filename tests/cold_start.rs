@@ -24,6 +24,8 @@ fn query(installation: &str, user: &str, filters: &[(&str, &str)]) -> Query {
             .iter()
             .map(|(field, value)| (field.to_string(), value.to_string()))
             .collect(),
+        excludes: Vec::new(),
+        ranges: Vec::new(),
         sort_field: "date".to_string(),
         descending: false,
         offset: 3,

@@ -497,6 +497,23 @@ fn query(u: &mut Unstructured<'_>, installation: &str) -> Result<(Query, String)
         };
         words.extend(["FILTER".into(), field.to_string(), value.to_string()]);
     }
+    for _ in 0..u.int_in_range(0..=2)? {
+        let (field, values) = u.choose(&FIELDS)?;
+        words.extend([
+            "EXCLUDE".into(),
+            field.to_string(),
+            u.choose(values)?.to_string(),
+        ]);
+    }
+    for _ in 0..u.int_in_range(0..=1)? {
+        let bounds = ["-inf", "+inf", "0", "(0", "1", "(1", "2", "1e300", "(-5"];
+        words.extend([
+            "RANGE".into(),
+            u.choose(&QUERY_SORTS)?.to_string(),
+            u.choose(&bounds)?.to_string(),
+            u.choose(&bounds)?.to_string(),
+        ]);
+    }
     let direction = if u.arbitrary()? { "DESC" } else { "ASC" };
     words.extend([
         "SORTBY".into(),

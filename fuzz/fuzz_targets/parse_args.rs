@@ -4,7 +4,7 @@
 #![no_main]
 
 use crm_meetings::core::order::compare_ids;
-use crm_meetings::core::query::{parse_query, Format, Query};
+use crm_meetings::core::query::{parse_query, Bound, Format, Query};
 use crm_meetings::core::types::Direction;
 use crm_meetings::core::values::{parse_rfc3339, parse_sort_value};
 use crm_meetings::core::write::{parse_meeting_del, parse_meeting_set, MeetingWrite};
@@ -13,8 +13,12 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
 /// Words the parsers look for, so that random inputs reach every option quickly.
-const WORDS: [&[u8]; 16] = [
+const WORDS: [&[u8]; 20] = [
     b"FILTER",
+    b"exclude",
+    b"RANGE",
+    b"(5",
+    b"-inf",
     b"filter",
     b"SORTBY",
     b"ASC",
@@ -67,6 +71,23 @@ fn render_query(query: &Query) -> Vec<Vec<u8>> {
             args.extend([b"FILTER".to_vec(), group.field.clone(), value.clone()]);
         }
     }
+    for group in &query.excludes {
+        for value in &group.values {
+            args.extend([b"EXCLUDE".to_vec(), group.field.clone(), value.clone()]);
+        }
+    }
+    for range in &query.ranges {
+        let bound = |bound: &Bound| {
+            let open = if bound.exclusive { "(" } else { "" };
+            format!("{open}{:?}", bound.score).into_bytes()
+        };
+        args.extend([
+            b"RANGE".to_vec(),
+            range.field.clone(),
+            bound(&range.min),
+            bound(&range.max),
+        ]);
+    }
     let direction: &[u8] = match query.sort.direction {
         Direction::Asc => b"ASC",
         Direction::Desc => b"DESC",
@@ -116,6 +137,7 @@ fn check_query(args: &[&[u8]], max_page: u64) {
             assert!(query
                 .filters
                 .iter()
+                .chain(&query.excludes)
                 .all(|g| !g.values.is_empty() && !g.field.is_empty()));
             let again = render_query(&query);
             assert_eq!(parse_query(&as_slices(&again), max_page), Ok(query));

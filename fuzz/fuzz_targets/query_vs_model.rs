@@ -37,6 +37,17 @@ const FIELDS: [(&str, [&str; 3]); 2] = [
 ];
 const RANKS: [&str; 10] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10", "-0", "0"];
 const SCORES: [f64; 6] = [1.0, 2.0, 2.0, -5.0, 1e300, 0.5];
+/// RANGE bounds: the module's text and the bound as (score, exclusive).
+const BOUNDS: [(&str, f64, bool); 8] = [
+    ("-inf", f64::NEG_INFINITY, false),
+    ("+inf", f64::INFINITY, false),
+    ("1", 1.0, false),
+    ("(1", 1.0, true),
+    ("2", 2.0, false),
+    ("(2", 2.0, true),
+    ("-5", -5.0, false),
+    ("1970-01-01", 0.0, false),
+];
 const INSTALLATION: &str = "10";
 
 struct Data {
@@ -146,6 +157,8 @@ struct Ask {
     installation: &'static str,
     user: &'static str,
     filters: Vec<(&'static str, &'static str)>,
+    excludes: Vec<(&'static str, &'static str)>,
+    ranges: Vec<((&'static str, f64, bool), (&'static str, f64, bool))>,
     sort_field: &'static str,
     descending: bool,
     offset: u64,
@@ -159,10 +172,21 @@ fn ask(u: &mut Unstructured<'_>) -> Result<Ask> {
         let (field, values) = u.choose(&FIELDS)?;
         filters.push((*field, *u.choose(values)?));
     }
+    let mut excludes = Vec::new();
+    for _ in 0..u.int_in_range(0..=2)? {
+        let (field, values) = u.choose(&FIELDS)?;
+        excludes.push((*field, *u.choose(values)?));
+    }
+    let mut ranges = Vec::new();
+    for _ in 0..u.int_in_range(0..=2)? {
+        ranges.push((*u.choose(&BOUNDS)?, *u.choose(&BOUNDS)?));
+    }
     Ok(Ask {
         installation: if u.ratio(9, 10)? { INSTALLATION } else { "11" },
         user: *u.choose(&["u1", "u2", "u3", "nobody"])?,
         filters,
+        excludes,
+        ranges,
         sort_field: *u.choose(&["date", "rank", "missing"])?,
         descending: u.arbitrary()?,
         offset: u.int_in_range(0..=13)?,
@@ -179,6 +203,17 @@ fn args(ask: &Ask) -> Vec<String> {
     let mut args = vec![ask.installation.to_string(), ask.user.to_string()];
     for (field, value) in &ask.filters {
         args.extend(["FILTER".into(), field.to_string(), value.to_string()]);
+    }
+    for (field, value) in &ask.excludes {
+        args.extend(["EXCLUDE".into(), field.to_string(), value.to_string()]);
+    }
+    for ((min, _, _), (max, _, _)) in &ask.ranges {
+        args.extend([
+            "RANGE".into(),
+            "date".into(),
+            min.to_string(),
+            max.to_string(),
+        ]);
     }
     let direction = if ask.descending { "DESC" } else { "ASC" };
     args.extend(["SORTBY".into(), ask.sort_field.into(), direction.into()]);
@@ -220,6 +255,26 @@ fn model(data: &Data, ask: &Ask) -> Answer {
             })
             .collect()
     };
+    let excluded = |id: &str| {
+        ask.excludes.iter().any(|(field, value)| {
+            data.filter_sets
+                .get(&(*field, *value))
+                .is_some_and(|ids| ids.contains(id))
+        })
+    };
+    let in_ranges = |id: &str| {
+        let score = data.dates.as_ref().and_then(|dates| dates.get(id).copied());
+        ask.ranges
+            .iter()
+            .all(|((_, min, min_open), (_, max, max_open))| {
+                score.is_some_and(|s| {
+                    (s > *min || !min_open && s == *min) && (s < *max || !max_open && s == *max)
+                })
+            })
+    };
+    let candidates = candidates
+        .into_iter()
+        .filter(|id| !excluded(id) && in_ranges(id));
     let visible = data.users.get(ask.user);
     let mut rows: Vec<(Option<f64>, &str)> = Vec::new();
     for id in candidates {

@@ -16,7 +16,7 @@ use crate::config;
 use crate::core::index::plan::PlanSetting;
 use crate::core::keyspace_path;
 use crate::core::page::Page;
-use crate::core::query::{parse_query, Format, Query};
+use crate::core::query::{check_ranges, parse_query, Format, Query};
 use crate::core::trace::Trace;
 use crate::core::types::DETAILS_FIELD;
 use crate::error::CrmError;
@@ -34,8 +34,17 @@ const SMALL_QUERY_READS: usize = 300;
 /// most; a bigger query is answered `LOADING ...`.
 const SMALL_QUERY_READS_UNBLOCKABLE: usize = 1500;
 
-pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
+/// The query of CRM.MEETINGS and CRM.EXPLAIN, checked against the settings.
+fn query_of(args: &[&[u8]]) -> Result<Query, CrmError> {
     let query = parse_query(args, config::max_page())?;
+    if !query.ranges.is_empty() {
+        check_ranges(&query, &config::sort_fields()?)?;
+    }
+    Ok(query)
+}
+
+pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
+    let query = query_of(args)?;
     let store = caller_store(ctx, &query.installation)?;
     let Some(page) = answer(ctx, &store, &query, &mut Trace::default())? else {
         // The client waits for the index; it runs the command again when woken.
@@ -50,7 +59,7 @@ pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
 
 /// The plan of the same query, each step with its estimated and actual rows and time.
 pub fn explain(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
-    let query = parse_query(args, config::max_page())?;
+    let query = query_of(args)?;
     let store = caller_store(ctx, &query.installation)?;
     let mut trace = Trace::recording();
     let Some(page) = answer(ctx, &store, &query, &mut trace)? else {

@@ -16,7 +16,7 @@ pub const MEETINGS: CommandInfo = CommandInfo {
     arity: -3,
     writes: false,
     summary: "Returns the total and one page of the meetings a user may see, filtered and sorted",
-    complexity: "O(C + M) where C is the size of the FILTER sets read and M the number of candidate meetings, plus O(M log(offset+count)) to cut the page",
+    complexity: "O(C + M) where C is the size of the FILTER and EXCLUDE sets read and M the number of candidate meetings, plus O(M log(offset+count)) to cut the page",
     since: "0.1.0",
     args: QUERY_ARGS,
 };
@@ -32,6 +32,23 @@ const QUERY_ARGS: &[Arg] = &[
         .of(&[
             Arg::new("field", ArgKind::Text),
             Arg::new("value", ArgKind::Text),
+        ]),
+    Arg::new("exclude", ArgKind::Block)
+        .token("EXCLUDE")
+        .optional()
+        .multiple_token()
+        .of(&[
+            Arg::new("field", ArgKind::Text),
+            Arg::new("value", ArgKind::Text),
+        ]),
+    Arg::new("range", ArgKind::Block)
+        .token("RANGE")
+        .optional()
+        .multiple_token()
+        .of(&[
+            Arg::new("field", ArgKind::Text),
+            Arg::new("min", ArgKind::Text),
+            Arg::new("max", ArgKind::Text),
         ]),
     Arg::new("sortby", ArgKind::Block)
         .token("SORTBY")

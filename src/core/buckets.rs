@@ -161,6 +161,41 @@ impl Buckets {
         }
     }
 
+    /// The meetings whose key lies in `low..=high` (`key_of` gives a meeting's key): the
+    /// buckets wholly inside are taken as they are, only the one or two that straddle an end
+    /// are looked at meeting by meeting.
+    pub fn in_range(&self, low: u64, high: u64, key_of: impl Fn(u32) -> u64) -> RoaringBitmap {
+        let mut found = RoaringBitmap::new();
+        if low > high {
+            return found;
+        }
+        // The bucket holding `low` starts at the greatest bound not above it.
+        let start = self
+            .ranges
+            .range(..=low)
+            .next_back()
+            .map_or(low, |(&bound, _)| bound);
+        let mut buckets = self.ranges.range(start..=high).peekable();
+        while let Some((&bound, range)) = buckets.next() {
+            // The keys this bucket may hold: from its bound to the next bucket's.
+            let last_key = buckets.peek().map_or(u64::MAX, |(&next, _)| next - 1);
+            let whole = match range.only_key {
+                Some(key) => (low..=high).contains(&key),
+                None => bound >= low && last_key <= high,
+            };
+            if whole {
+                found |= &range.members;
+            } else if range.only_key.is_none() {
+                let inside = range
+                    .members
+                    .iter()
+                    .filter(|&o| (low..=high).contains(&key_of(o)));
+                found |= RoaringBitmap::from_sorted_iter(inside).unwrap_or_default();
+            }
+        }
+        found
+    }
+
     /// Gives back the room the buckets' bitmaps grew into.
     pub fn shrink_to_fit(&mut self) {
         for range in self.ranges.values_mut() {
@@ -205,6 +240,35 @@ mod tests {
             buckets.remove(key_of(ordinal), ordinal);
         }
         assert_eq!(buckets.len(), 0);
+    }
+
+    /// `in_range` gives exactly the meetings whose key lies in the range, over buckets of
+    /// spread keys, of ties (one-key buckets) and of both, for ranges inside, across and
+    /// outside them.
+    #[test]
+    fn in_range_is_exact() {
+        type KeyOf = fn(u32) -> u64;
+        let distributions: [KeyOf; 3] = [
+            |o| u64::from(o.wrapping_mul(2_654_435_761) % 50_000),
+            |o| u64::from(o % 7) * 1_000,
+            |o| if o % 3 == 0 { 500 } else { u64::from(o) },
+        ];
+        for key in distributions {
+            let mut buckets = Buckets::default();
+            for ordinal in 0..30_000 {
+                buckets.insert(key(ordinal), ordinal, key);
+            }
+            let mut bounds = vec![0, 1, 499, 500, 501, 999, 1_000, 6_000, 6_001, 25_000];
+            bounds.extend([29_999, 30_000, 49_999, 50_000, u64::MAX]);
+            for &low in &bounds {
+                for &high in &bounds {
+                    let expected: RoaringBitmap = (0..30_000)
+                        .filter(|&o| (low..=high).contains(&key(o)))
+                        .collect();
+                    assert_eq!(buckets.in_range(low, high, key), expected, "{low}..={high}");
+                }
+            }
+        }
     }
 
     /// Checks the partition: in order, every key of a bucket is below every key of the next.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::order::Ranked;
 use super::page::{cut_page, Page};
-use super::query::Query;
+use super::query::{FilterGroup, Query};
 use super::store::MeetingStore;
 use super::trace::Trace;
 use super::types::{Bytes, SetRef};
@@ -36,6 +36,8 @@ struct SetSizes<'q> {
     /// FILTER groups, smallest first: the first one gives the candidates, the others are
     /// checked against them. Empty when the query has no FILTER (candidates: all meetings).
     groups: Vec<SizedGroup<'q>>,
+    /// EXCLUDE groups: a candidate in any of their sets is dropped.
+    excludes: Vec<SizedGroup<'q>>,
     /// Whether the sort field has a sorted set; otherwise the hash field is the sort value.
     sort_index: bool,
     /// Nothing can match: the user sees no client, or a FILTER field has no member at all.
@@ -64,8 +66,42 @@ pub fn estimated_reads<S: MeetingStore>(store: &S, query: &Query) -> Result<usiz
 fn measure<'q, S: MeetingStore>(store: &S, query: &'q Query) -> Result<SetSizes<'q>, CrmError> {
     let installation = query.installation.as_slice();
     let clients = store.set_len(query.visible_clients())?;
-    let mut groups = Vec::with_capacity(query.filters.len());
-    for group in &query.filters {
+    let mut groups = sized_groups(store, installation, &query.filters)?;
+    let excludes = sized_groups(store, installation, &query.excludes)?;
+    let meetings = if groups.is_empty() {
+        store.set_len(SetRef::Meetings { installation })?
+    } else {
+        0
+    };
+    let sort_index = store.has_sort_index(installation, &query.sort.field)?;
+    // A RANGE field without its sorted set: no meeting has a value, none is in range.
+    let mut unranged = false;
+    for range in &query.ranges {
+        unranged |= !store.has_sort_index(installation, &range.field)?;
+    }
+    groups.sort_by_key(SizedGroup::estimate);
+    let empty = clients == 0
+        || unranged
+        || groups.iter().any(|group| group.estimate() == 0)
+        || (groups.is_empty() && meetings == 0);
+    Ok(SetSizes {
+        groups,
+        excludes,
+        sort_index,
+        empty,
+        clients,
+        meetings,
+    })
+}
+
+/// Each group with the size of each of its value sets, in the query's order.
+fn sized_groups<'q, S: MeetingStore>(
+    store: &S,
+    installation: &'q [u8],
+    groups: &'q [FilterGroup],
+) -> Result<Vec<SizedGroup<'q>>, CrmError> {
+    let mut sized = Vec::with_capacity(groups.len());
+    for group in groups {
         let mut values = Vec::with_capacity(group.values.len());
         for value in &group.values {
             let set = SetRef::Filter {
@@ -75,28 +111,12 @@ fn measure<'q, S: MeetingStore>(store: &S, query: &'q Query) -> Result<SetSizes<
             };
             values.push((value.as_slice(), store.set_len(set)?));
         }
-        groups.push(SizedGroup {
+        sized.push(SizedGroup {
             field: &group.field,
             values,
         });
     }
-    let meetings = if groups.is_empty() {
-        store.set_len(SetRef::Meetings { installation })?
-    } else {
-        0
-    };
-    let sort_index = store.has_sort_index(installation, &query.sort.field)?;
-    groups.sort_by_key(SizedGroup::estimate);
-    let empty = clients == 0
-        || groups.iter().any(|group| group.estimate() == 0)
-        || (groups.is_empty() && meetings == 0);
-    Ok(SetSizes {
-        groups,
-        sort_index,
-        empty,
-        clients,
-        meetings,
-    })
+    Ok(sized)
 }
 
 pub fn execute<S: MeetingStore>(store: &S, query: &Query) -> Result<Page, CrmError> {
@@ -117,6 +137,8 @@ pub fn execute_traced<S: MeetingStore>(
     }
     let installation = query.installation.as_slice();
     let candidates = candidates(store, query, &sizes, trace)?;
+    let candidates = drop_excluded(store, installation, &sizes.excludes, candidates, trace)?;
+    let candidates = keep_in_ranges(store, query, candidates, trace)?;
     if candidates.is_empty() {
         return Ok(Page::default());
     }
@@ -222,11 +244,19 @@ fn describe(query: &Query, sizes: &SetSizes<'_>) -> String {
         .iter()
         .map(|group| format!("{} (~{})", printable(group.field), group.estimate()))
         .collect();
-    let order = if groups.is_empty() {
+    let mut order = if groups.is_empty() {
         "all meetings of the installation".to_string()
     } else {
         format!("FILTER groups smallest first: {}", groups.join(", "))
     };
+    if !sizes.excludes.is_empty() {
+        let excludes: Vec<String> = sizes
+            .excludes
+            .iter()
+            .map(|group| format!("{} (~{})", printable(group.field), group.estimate()))
+            .collect();
+        order.push_str(&format!("; EXCLUDE {}", excludes.join(", ")));
+    }
     let sort = if sizes.sort_index {
         "sorted set"
     } else {
@@ -287,28 +317,9 @@ fn candidates<S: MeetingStore>(
         }
         let started = Instant::now();
         let before = survivors.len();
-        let mut keep = vec![false; survivors.len()];
-        let mut how = Vec::new();
-        for &(value, len) in &group.values {
-            let set = filter_set(installation, group, value);
-            if len == 0 {
-                continue;
-            } else if len <= survivors.len() {
-                how.push("read");
-                let members: HashSet<Bytes> = store.set_members(set)?.into_iter().collect();
-                for (kept, id) in keep.iter_mut().zip(&survivors) {
-                    *kept |= members.contains(id);
-                }
-            } else {
-                how.push("probe");
-                let found = store.set_contains_each(set, &survivors)?;
-                for (kept, member) in keep.iter_mut().zip(found) {
-                    *kept |= member;
-                }
-            }
-        }
-        let mut keep = keep.into_iter();
-        survivors.retain(|_| keep.next().unwrap_or(false));
+        let (members, how) = in_group(store, installation, group, &survivors)?;
+        let mut members = members.into_iter();
+        survivors.retain(|_| members.next().unwrap_or(false));
         let detail = || format!("{} ({})", printable(group.field), how.join(", "));
         trace.record(
             "filter",
@@ -319,6 +330,87 @@ fn candidates<S: MeetingStore>(
         );
     }
     Ok(survivors)
+}
+
+/// The candidates in none of the EXCLUDE groups' sets.
+fn drop_excluded<S: MeetingStore>(
+    store: &S,
+    installation: &[u8],
+    excludes: &[SizedGroup<'_>],
+    mut survivors: Vec<Bytes>,
+    trace: &mut Trace,
+) -> Result<Vec<Bytes>, CrmError> {
+    for group in excludes {
+        if survivors.is_empty() {
+            break;
+        }
+        let started = Instant::now();
+        let before = survivors.len();
+        let (members, how) = in_group(store, installation, group, &survivors)?;
+        let mut members = members.into_iter();
+        survivors.retain(|_| !members.next().unwrap_or(false));
+        let detail = || format!("{} ({})", printable(group.field), how.join(", "));
+        trace.record("exclude", detail, before, survivors.len(), started);
+    }
+    Ok(survivors)
+}
+
+/// The candidates whose score in each RANGE field's sorted set lies in its range.
+fn keep_in_ranges<S: MeetingStore>(
+    store: &S,
+    query: &Query,
+    mut survivors: Vec<Bytes>,
+    trace: &mut Trace,
+) -> Result<Vec<Bytes>, CrmError> {
+    for range in &query.ranges {
+        if survivors.is_empty() {
+            break;
+        }
+        let started = Instant::now();
+        let before = survivors.len();
+        let scores = store.sort_scores(&query.installation, &range.field, &survivors)?;
+        let mut scores = scores.into_iter();
+        survivors.retain(|_| {
+            scores
+                .next()
+                .flatten()
+                .is_some_and(|score| range.contains(score))
+        });
+        let detail = || format!("{} by its sorted set", printable(&range.field));
+        trace.record("range", detail, before, survivors.len(), started);
+    }
+    Ok(survivors)
+}
+
+/// Whether each of `ids` is in one of `group`'s sets, and how each set was read: whole when
+/// it is no bigger than `ids`, probed otherwise.
+fn in_group<S: MeetingStore>(
+    store: &S,
+    installation: &[u8],
+    group: &SizedGroup<'_>,
+    ids: &[Bytes],
+) -> Result<(Vec<bool>, Vec<&'static str>), CrmError> {
+    let mut found = vec![false; ids.len()];
+    let mut how = Vec::new();
+    for &(value, len) in &group.values {
+        let set = filter_set(installation, group, value);
+        if len == 0 {
+            continue;
+        } else if len <= ids.len() {
+            how.push("read");
+            let members: HashSet<Bytes> = store.set_members(set)?.into_iter().collect();
+            for (hit, id) in found.iter_mut().zip(ids) {
+                *hit |= members.contains(id);
+            }
+        } else {
+            how.push("probe");
+            let members = store.set_contains_each(set, ids)?;
+            for (hit, member) in found.iter_mut().zip(members) {
+                *hit |= member;
+            }
+        }
+    }
+    Ok((found, how))
 }
 
 fn filter_set<'q>(installation: &'q [u8], group: &SizedGroup<'q>, value: &'q [u8]) -> SetRef<'q> {

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::types::{Bytes, Direction, SetRef, DETAILS_FIELD};
+use super::values::parse_bound;
 use crate::error::{printable, CrmError};
 
 /// The candidates must hold one of `values` for `field` (FILTER given once or more for a field).
@@ -11,6 +12,38 @@ pub struct FilterGroup {
     pub field: Bytes,
     /// Distinct values in the order they were first given.
     pub values: Vec<Bytes>,
+}
+
+/// RANGE: the meeting's score in `field`'s sorted set lies between `min` and `max`; a
+/// meeting without a score is outside every range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range {
+    pub field: Bytes,
+    pub min: Bound,
+    pub max: Bound,
+}
+
+/// One end of a RANGE, as ZRANGEBYSCORE takes it: a score, exclusive after `(`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    pub score: f64,
+    pub exclusive: bool,
+}
+
+impl Range {
+    pub fn contains(&self, score: f64) -> bool {
+        let above = if self.min.exclusive {
+            score > self.min.score
+        } else {
+            score >= self.min.score
+        };
+        let below = if self.max.exclusive {
+            score < self.max.score
+        } else {
+            score <= self.max.score
+        };
+        above && below
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +59,16 @@ pub enum Format {
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     pub installation: Bytes,
     pub user: Bytes,
     /// One group per distinct field: intersection across groups, union inside one.
     pub filters: Vec<FilterGroup>,
+    /// EXCLUDE, one group per distinct field: a meeting in any of these sets is dropped.
+    pub excludes: Vec<FilterGroup>,
+    /// RANGE clauses, all of which must hold.
+    pub ranges: Vec<Range>,
     pub sort: SortBy,
     pub offset: u64,
     pub count: u64,
@@ -63,7 +100,8 @@ pub const DEFAULT_SORT_FIELD: &[u8] = b"date";
 pub const MAX_RETURN_FIELDS: u64 = 64;
 pub const DEFAULT_COUNT: u64 = 10;
 
-/// Parses `<installation> <user> [FILTER f v]... [SORTBY f [ASC|DESC]] [LIMIT off cnt]
+/// Parses `<installation> <user> [FILTER f v]... [EXCLUDE f v]... [SORTBY f [ASC|DESC]]
+/// [LIMIT off cnt]
 /// [RETURN n f...] [FORMAT JSON|RESP]` (the arguments after the command name).
 /// `max_page` caps LIMIT's count.
 pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
@@ -77,6 +115,9 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
     };
     let mut filters: Vec<FilterGroup> = Vec::new();
     let mut seen = HashMap::new();
+    let mut excludes: Vec<FilterGroup> = Vec::new();
+    let mut excluded = HashMap::new();
+    let mut ranges: Vec<Range> = Vec::new();
     let mut sort: Option<SortBy> = None;
     let mut limit: Option<(u64, u64)> = None;
     let mut format: Option<Format> = None;
@@ -93,6 +134,28 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
                 return Err(bad("FILTER field must not be empty"));
             }
             add_filter(&mut filters, &mut seen, field, value);
+        } else if option.eq_ignore_ascii_case(b"EXCLUDE") {
+            let [field, value, tail @ ..] = rest else {
+                return Err(bad("EXCLUDE needs a field and a value"));
+            };
+            rest = tail;
+            if field.is_empty() {
+                return Err(bad("EXCLUDE field must not be empty"));
+            }
+            add_filter(&mut excludes, &mut excluded, field, value);
+        } else if option.eq_ignore_ascii_case(b"RANGE") {
+            let [field, min, max, tail @ ..] = rest else {
+                return Err(bad("RANGE needs a field, a min and a max"));
+            };
+            rest = tail;
+            if field.is_empty() {
+                return Err(bad("RANGE field must not be empty"));
+            }
+            ranges.push(Range {
+                field: field.to_vec(),
+                min: parse_range_bound(min, "min")?,
+                max: parse_range_bound(max, "max")?,
+            });
         } else if option.eq_ignore_ascii_case(b"SORTBY") {
             let [field, tail @ ..] = rest else {
                 return Err(bad("SORTBY needs a field"));
@@ -176,7 +239,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
             returns = Some(fields.iter().map(|field| field.to_vec()).collect());
         } else {
             return Err(bad(&format!(
-                "unknown option '{}': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT",
+                "unknown option '{}': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
                 printable(option)
             )));
         }
@@ -187,6 +250,8 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
         installation,
         user,
         filters,
+        excludes,
+        ranges,
         sort: sort.unwrap_or(SortBy {
             field: DEFAULT_SORT_FIELD.to_vec(),
             direction: Direction::Asc,
@@ -198,7 +263,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
     })
 }
 
-/// Adds one FILTER to its field's group. `seen` indexes what was added, so that a call
+/// Adds one FILTER (or EXCLUDE) to its field's group. `seen` indexes what was added, so that a call
 /// with many FILTER arguments stays linear.
 fn add_filter(
     filters: &mut Vec<FilterGroup>,
@@ -218,6 +283,40 @@ fn add_filter(
             group.values.push(value.to_vec());
         }
     }
+}
+
+/// Refuses a RANGE on a field that is not in `sort_fields` (`crm.sort-fields`): only those
+/// have a sorted set of their values, and a hash field's values are not ranged.
+pub fn check_ranges(query: &Query, sort_fields: &[Bytes]) -> Result<(), CrmError> {
+    for range in &query.ranges {
+        if !sort_fields.contains(&range.field) {
+            let listed: Vec<String> = sort_fields.iter().map(|field| printable(field)).collect();
+            return Err(bad(&format!(
+                "RANGE field '{}' has no sorted set: crm.sort-fields is '{}' (add the field \
+                 there, then CRM.REPAIR each installation to fill its sorted set)",
+                printable(&range.field),
+                listed.join(" ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A RANGE bound: a number, `-inf`/`+inf`, an RFC 3339 date-time or a `YYYY-MM-DD` date,
+/// exclusive after a leading `(`.
+fn parse_range_bound(arg: &[u8], which: &str) -> Result<Bound, CrmError> {
+    let (exclusive, text) = match arg.strip_prefix(b"(") {
+        Some(text) => (true, text),
+        None => (false, arg),
+    };
+    let score = parse_bound(text).ok_or_else(|| {
+        bad(&format!(
+            "RANGE {which} must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
+             date (a leading '(' excludes it), got '{}'",
+            printable(arg)
+        ))
+    })?;
+    Ok(Bound { score, exclusive })
 }
 
 /// A non-negative integer in canonical decimal form (digits only, as Redis prints them).
@@ -274,6 +373,11 @@ mod tests {
             vec![b"email".to_vec(), b"sms".to_vec()]
         );
         assert_eq!(query.filters[1].values, vec![b"open".to_vec()]);
+        let query = parse("10 1 FILTER type email EXCLUDE status close exclude type sms").unwrap();
+        assert_eq!(query.filters.len(), 1);
+        assert_eq!(query.excludes.len(), 2);
+        assert_eq!(query.excludes[0].field, b"status");
+        assert_eq!(query.excludes[1].values, vec![b"sms".to_vec()]);
     }
 
     #[test]
@@ -303,6 +407,42 @@ mod tests {
             message("10 1 FILTER  x"),
             "ERR FILTER field must not be empty"
         );
+        assert_eq!(
+            message("10 1 RANGE date 1"),
+            "ERR RANGE needs a field, a min and a max"
+        );
+        assert_eq!(
+            message("10 1 RANGE date 1 soon"),
+            "ERR RANGE max must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
+             date (a leading '(' excludes it), got 'soon'"
+        );
+        assert_eq!(
+            message("10 1 RANGE date 2025-02-30 +inf"),
+            "ERR RANGE min must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
+             date (a leading '(' excludes it), got '2025-02-30'"
+        );
+        let range = parse("10 1 RANGE date (2025-03-04 2025-03-04T10:00:00+01:00")
+            .unwrap()
+            .ranges;
+        assert_eq!(range[0].min.score, 1_741_046_400.0);
+        assert!(range[0].min.exclusive);
+        assert_eq!(range[0].max.score, 1_741_046_400.0 + 9.0 * 3_600.0);
+        assert!(!range[0].max.exclusive);
+        assert_eq!(
+            check_ranges(&parse("10 1 RANGE rank 1 2").unwrap(), &[b"date".to_vec()])
+                .unwrap_err()
+                .to_string(),
+            "ERR RANGE field 'rank' has no sorted set: crm.sort-fields is 'date' (add the \
+             field there, then CRM.REPAIR each installation to fill its sorted set)"
+        );
+        assert_eq!(
+            message("10 1 EXCLUDE status"),
+            "ERR EXCLUDE needs a field and a value"
+        );
+        assert_eq!(
+            message("10 1 EXCLUDE  x"),
+            "ERR EXCLUDE field must not be empty"
+        );
         assert_eq!(message("10 1 SORTBY"), "ERR SORTBY needs a field");
         assert_eq!(
             message("10 1 LIMIT 5"),
@@ -326,7 +466,7 @@ mod tests {
         );
         assert_eq!(
             message("10 1 ORDER date"),
-            "ERR unknown option 'ORDER': expected FILTER, SORTBY, LIMIT, RETURN or FORMAT"
+            "ERR unknown option 'ORDER': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT"
         );
         assert_eq!(
             message("10 1 LIMIT 0 1 LIMIT 0 2"),

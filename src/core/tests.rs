@@ -65,6 +65,74 @@ fn seed_example() {
 }
 
 #[test]
+fn exclude_drops_the_meetings_of_each_excluded_set() {
+    let store = seed();
+    let email = "10 2 FILTER type email";
+    assert_eq!(
+        run(&store, &format!("{email} EXCLUDE status close")),
+        (2, vec!["19".into(), "11".into()])
+    );
+    assert_eq!(
+        run(&store, &format!("{email} EXCLUDE status open")),
+        (0, vec![])
+    );
+    // A missing set drops nothing; a field may be filtered and excluded at once.
+    assert_eq!(
+        run(&store, &format!("{email} EXCLUDE status fax")),
+        (2, vec!["19".into(), "11".into()])
+    );
+    assert_eq!(
+        run(&store, &format!("{email} FILTER type sms EXCLUDE type sms")),
+        (0, vec![])
+    );
+    // Several EXCLUDEs drop each.
+    let open = "FILTER status open EXCLUDE type email EXCLUDE type sms";
+    assert_eq!(run(&store, &format!("10 2 {open}")), (0, vec![]));
+    assert_eq!(run(&store, &format!("10 3 {open}")), (1, vec!["23".into()]));
+}
+
+#[test]
+fn range_keeps_the_scores_between_its_bounds() {
+    let store = seed();
+    // User 3 sees 19 (date 200) and 23 (date 50); user 2 sees 11 (300) and 19 (200).
+    let open = "FILTER status open";
+    let run_range = |user: &str, range: &str| run(&store, &format!("10 {user} {open} {range}"));
+    assert_eq!(
+        run_range("2", "RANGE date 200 300"),
+        (2, vec!["19".into(), "11".into()])
+    );
+    assert_eq!(
+        run_range("2", "RANGE date (200 300"),
+        (1, vec!["11".into()])
+    );
+    assert_eq!(
+        run_range("2", "RANGE date 200 (300"),
+        (1, vec!["19".into()])
+    );
+    assert_eq!(
+        run_range("2", "RANGE date -inf +inf"),
+        (2, vec!["19".into(), "11".into()])
+    );
+    assert_eq!(run_range("2", "RANGE date 300 200"), (0, vec![]));
+    assert_eq!(
+        run_range("3", "RANGE date -inf (200"),
+        (1, vec!["23".into()])
+    );
+    // Dates: 1970-01-01T00:05:00Z is 300 seconds, 1970-01-01 is 0.
+    assert_eq!(
+        run_range("2", "RANGE date 1970-01-01 (1970-01-01T00:05:00Z"),
+        (1, vec!["19".into()])
+    );
+    // Several RANGEs must all hold.
+    assert_eq!(
+        run_range("2", "RANGE date 100 +inf RANGE date -inf 250"),
+        (1, vec!["19".into()])
+    );
+    // A field without a sorted set: no meeting has a value.
+    assert_eq!(run_range("2", "RANGE rank -inf +inf"), (0, vec![]));
+}
+
+#[test]
 fn union_within_a_field_sort_and_limit() {
     let store = seed();
     let query = "10 2 FILTER type email FILTER type sms FILTER status open SORTBY date DESC";

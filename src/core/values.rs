@@ -19,12 +19,43 @@ pub fn is_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
 }
 
-/// A sort field's value as a score: a plain decimal number, or an RFC 3339 date-time
-/// (as Unix seconds).
+/// A sort field's value as a score: a plain decimal number, an RFC 3339 date-time or a
+/// `YYYY-MM-DD` date (as Unix seconds).
 pub fn sort_score(raw: &[u8]) -> Option<f64> {
     parse_sort_value(raw)
         .filter(|score| score.is_finite())
         .or_else(|| parse_rfc3339(raw))
+        .or_else(|| parse_date(raw))
+}
+
+/// A `YYYY-MM-DD` date as the Unix seconds of its midnight UTC; `None` for anything else,
+/// including impossible dates.
+pub fn parse_date(text: &[u8]) -> Option<f64> {
+    let [y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2] = *text else {
+        return None;
+    };
+    let year = digits(&[y1, y2, y3, y4])?;
+    let month = digits(&[m1, m2])?;
+    let day = digits(&[d1, d2])?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some((days_from_civil(year, month, day) * 86_400) as f64)
+}
+
+/// A bound of RANGE: a number, `-inf`/`+inf`, an RFC 3339 date-time or a `YYYY-MM-DD`
+/// date, as a score (NaN never).
+pub fn parse_bound(text: &[u8]) -> Option<f64> {
+    if text.eq_ignore_ascii_case(b"-inf") {
+        return Some(f64::NEG_INFINITY);
+    }
+    if text.eq_ignore_ascii_case(b"+inf") || text.eq_ignore_ascii_case(b"inf") {
+        return Some(f64::INFINITY);
+    }
+    parse_sort_value(text)
+        .filter(|value| value.is_finite())
+        .or_else(|| parse_rfc3339(text))
+        .or_else(|| parse_date(text))
 }
 
 /// `2017-06-10T09:30:00Z`, `2017-06-10 09:30:00.5+02:00`, ... to seconds since 1970-01-01

@@ -26,6 +26,25 @@ const ODD_IDS: [&str; 8] = [
     "-0",
     "99999999999999999999",
 ];
+/// A RANGE bound as the module takes it, and the same as a number for the Lua reference.
+pub type RangeBound = (&'static str, &'static str);
+
+const BOUNDS: [RangeBound; 14] = [
+    ("-inf", "-inf"),
+    ("+inf", "+inf"),
+    ("-200", "-200"),
+    ("(-200", "(-200"),
+    ("0", "0"),
+    ("1970-01-01", "0"),
+    ("(1970-01-01", "(0"),
+    ("150", "150"),
+    ("(300", "(300"),
+    ("1970-01-01T00:05:00Z", "300"),
+    ("(1970-01-01T01:05:00+01:00", "(300"),
+    ("500", "500"),
+    ("(500", "(500"),
+    ("1e2", "100"),
+];
 const RANKS: [&str; 8] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10"];
 
 #[derive(Debug, Default, Clone)]
@@ -198,6 +217,30 @@ impl Dataset {
             };
             filters.push((field.to_string(), value.to_string()));
         }
+        let mut excludes = Vec::new();
+        for _ in 0..*rng.pick(&[0, 0, 0, 0, 0, 1, 1, 2]) {
+            let (field, values) = *rng.pick(&FIELDS);
+            let value = if rng.chance(70) {
+                *rng.pick(values)
+            } else {
+                "fax"
+            };
+            excludes.push((field.to_string(), value.to_string()));
+        }
+        let mut ranges = Vec::new();
+        for _ in 0..*rng.pick(&[0, 0, 0, 0, 0, 1, 1, 2]) {
+            let (mut min, mut max) = (*rng.pick(&BOUNDS), *rng.pick(&BOUNDS));
+            // Mostly in order (an inverted range matches nothing); sometimes inverted.
+            let number = |(_, lua): (&str, &str)| match lua.trim_start_matches('(') {
+                "-inf" => f64::NEG_INFINITY,
+                "+inf" => f64::INFINITY,
+                number => number.parse().expect("a numeric bound"),
+            };
+            if number(min) > number(max) && rng.chance(85) {
+                std::mem::swap(&mut min, &mut max);
+            }
+            ranges.push((min, max));
+        }
         Query {
             installation: if rng.chance(95) {
                 self.installation.clone()
@@ -208,6 +251,8 @@ impl Dataset {
                 .pick(&["u1", "u2", "u3", "u4", "u1", "u2", "nobody"])
                 .to_string(),
             filters,
+            excludes,
+            ranges,
             sort_field: rng.pick(&["date", "date", "rank", "missing"]).to_string(),
             descending: rng.chance(50),
             offset: *rng.pick(&[0u64, 0, 0, 1, 3, 50]),
@@ -248,6 +293,24 @@ impl Dataset {
                 })
                 .collect()
         };
+        let candidates = candidates.into_iter().filter(|id| {
+            !query
+                .excludes
+                .iter()
+                .any(|(field, value)| in_set(field, value, id))
+        });
+        let date_of = |id: &str| {
+            self.dates
+                .as_ref()
+                .and_then(|dates| dates.get(&format!("meeting:{id}")).copied())
+        };
+        let candidates = candidates.filter(|id| {
+            query.ranges.iter().all(|((_, min), (_, max))| {
+                date_of(id).is_some_and(|date| {
+                    model_bound(min, date, true) && model_bound(max, date, false)
+                })
+            })
+        });
         let empty = BTreeSet::new();
         let clients = self.users.get(&query.user).unwrap_or(&empty);
         let mut rows: Vec<(Option<f64>, &String)> = Vec::new();
@@ -299,6 +362,10 @@ pub struct Query {
     pub installation: String,
     pub user: String,
     pub filters: Vec<(String, String)>,
+    /// EXCLUDE field/value pairs.
+    pub excludes: Vec<(String, String)>,
+    /// RANGE date min max.
+    pub ranges: Vec<(RangeBound, RangeBound)>,
     pub sort_field: String,
     pub descending: bool,
     pub offset: u64,
@@ -310,6 +377,12 @@ impl Query {
         let mut args = vec![self.installation.clone(), self.user.clone()];
         for (field, value) in &self.filters {
             args.extend(["FILTER".to_string(), field.clone(), value.clone()]);
+        }
+        for (field, value) in &self.excludes {
+            args.extend(["EXCLUDE".to_string(), field.clone(), value.clone()]);
+        }
+        for ((min, _), (max, _)) in &self.ranges {
+            args.extend(["RANGE", "date", min, max].map(String::from));
         }
         args.extend([
             "SORTBY".to_string(),
@@ -336,6 +409,12 @@ impl Query {
         for (field, value) in &self.filters {
             args.extend([field.clone(), value.clone()]);
         }
+        for (field, value) in &self.excludes {
+            args.extend([format!("-{field}"), value.clone()]);
+        }
+        for ((_, min), (_, max)) in &self.ranges {
+            args.extend(["~date".to_string(), format!("{min} {max}")]);
+        }
         args
     }
 
@@ -345,5 +424,21 @@ impl Query {
         } else {
             "ASC"
         }
+    }
+}
+
+/// Whether `score` is on the inner side of a RANGE bound written as a number (`(` for
+/// exclusive, `-inf`/`+inf`): above it for a min, below it for a max.
+fn model_bound(bound: &str, score: f64, is_min: bool) -> bool {
+    let (exclusive, number) = match bound.strip_prefix('(') {
+        Some(number) => (true, number),
+        None => (false, bound),
+    };
+    let limit: f64 = number.parse().expect("a numeric bound");
+    match (is_min, exclusive) {
+        (true, true) => score > limit,
+        (true, false) => score >= limit,
+        (false, true) => score < limit,
+        (false, false) => score <= limit,
     }
 }

@@ -6,7 +6,10 @@ keys (the seed's sampleset1/sampleset2 grew across calls), reads the user's clie
 returns an array (total first, then {id, details} pairs) instead of one glued string, and
 orders rows by the module's rules. It is the benchmark baseline and the tests' oracle.
 
-ARGV: installation, user, sort field, ASC|DESC, offset, count, then field/value pairs.
+ARGV: installation, user, sort field, ASC|DESC, offset, count, then field/value pairs: a
+FILTER; an EXCLUDE where the field is written with a leading '-'; a RANGE where it is
+written with a leading '~' and the value is "min max" (numbers or -inf/+inf, a leading '('
+for an exclusive bound, as ZRANGEBYSCORE takes them).
 ]]
 
 local installation, user, sort_field = ARGV[1], ARGV[2], ARGV[3]
@@ -14,14 +17,21 @@ local descending = ARGV[4] == 'DESC'
 local offset, count = tonumber(ARGV[5]), tonumber(ARGV[6])
 
 -- Candidates: a union of value sets per field, intersected across fields.
-local value_keys, fields = {}, {}
+local value_keys, fields, excluded_keys, ranges = {}, {}, {}, {}
 for i = 7, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
-  if not value_keys[field] then
-    value_keys[field] = {}
-    fields[#fields + 1] = field
+  if string.sub(field, 1, 1) == '~' then
+    local min, max = string.match(value, '^(%S+) (%S+)$')
+    ranges[#ranges + 1] = { field = string.sub(field, 2), min = min, max = max }
+  elseif string.sub(field, 1, 1) == '-' then
+    excluded_keys[#excluded_keys + 1] = 'meeting_' .. string.sub(field, 2) .. ':' .. value .. '_ins_' .. installation
+  else
+    if not value_keys[field] then
+      value_keys[field] = {}
+      fields[#fields + 1] = field
+    end
+    table.insert(value_keys[field], 'meeting_' .. field .. ':' .. value .. '_ins_' .. installation)
   end
-  table.insert(value_keys[field], 'meeting_' .. field .. ':' .. value .. '_ins_' .. installation)
 end
 local candidates
 if #fields == 0 then
@@ -37,6 +47,48 @@ else
   for id, n in pairs(hits) do
     if n == #fields then candidates[#candidates + 1] = id end
   end
+end
+
+-- EXCLUDE: a candidate in any excluded set is dropped.
+if #excluded_keys > 0 then
+  local excluded = {}
+  for _, id in ipairs(redis.call('SUNION', unpack(excluded_keys))) do
+    excluded[id] = true
+  end
+  local kept = {}
+  for _, id in ipairs(candidates) do
+    if not excluded[id] then kept[#kept + 1] = id end
+  end
+  candidates = kept
+end
+
+-- RANGE: the meeting's score in the field's sorted set lies in the range.
+local function bound(text)
+  local exclusive = string.sub(text, 1, 1) == '('
+  if exclusive then text = string.sub(text, 2) end
+  local value
+  if text == '-inf' then
+    value = -math.huge
+  elseif text == '+inf' then
+    value = math.huge
+  else
+    value = tonumber(text)
+  end
+  return value, exclusive
+end
+for _, range in ipairs(ranges) do
+  local min, min_exclusive = bound(range.min)
+  local max, max_exclusive = bound(range.max)
+  local kept = {}
+  for _, id in ipairs(candidates) do
+    local score = tonumber(redis.call('ZSCORE', 'meeting_' .. range.field, 'meeting:' .. id) or '')
+    if score
+        and (score > min or (not min_exclusive and score == min))
+        and (score < max or (not max_exclusive and score == max)) then
+      kept[#kept + 1] = id
+    end
+  end
+  candidates = kept
 end
 
 -- Client security: the meeting's hash must name a client the user sees.

@@ -14,7 +14,7 @@ use super::{order_key, Index, Loaded, Part, PartMap, SetName, SortData, NO_CLIEN
 use crate::core::dense::Chunked;
 use crate::core::order::{compare_ids, Ranked};
 use crate::core::page::{cut_page, Page};
-use crate::core::query::Query;
+use crate::core::query::{Query, Range};
 use crate::core::store::MeetingStore;
 use crate::core::trace::Trace;
 use crate::core::types::{Bytes, Direction, CLIENT_FIELD};
@@ -53,8 +53,20 @@ impl<C> Index<C> {
         {
             return Ok(Answer::Unsupported("the sort field has no sorted set"));
         }
-        let Some(groups) = filter_groups(&self.sets, query) else {
+        let (Some(groups), Some(excluded), Some(ranged)) = (
+            filter_groups(&self.sets, query),
+            excluded(&self.sets, query),
+            ranged(&self.sorts, query),
+        ) else {
             return Ok(Answer::Unsupported("a set the query reads is not loaded"));
+        };
+        // What FILTER, EXCLUDE and RANGE leave, before client security.
+        let narrow = |mut candidates: RoaringBitmap| {
+            candidates -= &excluded;
+            if let Some(ranged) = &ranged {
+                candidates &= ranged;
+            }
+            candidates
         };
         let Some(user) = self.users.get(&query.user) else {
             return Ok(Answer::Unsupported("the user's clients are not loaded"));
@@ -63,7 +75,7 @@ impl<C> Index<C> {
         // a broken one among them must give its error.
         if !user.data.is_empty()
             && !self.broken.is_empty()
-            && !intersect(&groups).is_disjoint(&self.broken)
+            && !narrow(intersect(&groups)).is_disjoint(&self.broken)
         {
             return Ok(Answer::Unsupported("a candidate's hash cannot be read"));
         }
@@ -122,20 +134,24 @@ impl<C> Index<C> {
             }))
             .unwrap_or_default()
         };
+        let matches = narrow(matches);
         let total = matches.len();
-        let how = if client_first {
-            "the user's visible meetings intersected with the filters"
-        } else {
-            "the filters intersected, then each candidate's client checked"
+        let narrowed = match (query.excludes.is_empty(), query.ranges.is_empty()) {
+            (true, true) => "",
+            (false, true) => "; EXCLUDE sets removed",
+            (true, false) => "; RANGE applied",
+            (false, false) => "; EXCLUDE sets removed, RANGE applied",
+        };
+        let how = || {
+            let how = if client_first {
+                "the user's visible meetings intersected with the filters"
+            } else {
+                "the filters intersected, then each candidate's client checked"
+            };
+            format!("{how}{narrowed}")
         };
         let estimate = usize::try_from(candidates_estimate).unwrap_or(usize::MAX);
-        trace.record(
-            "client security",
-            || how.into(),
-            estimate,
-            total as usize,
-            started,
-        );
+        trace.record("client security", how, estimate, total as usize, started);
 
         let Some(sort) = self.sorts.get(&query.sort.field) else {
             return Ok(Answer::Unsupported("the sort field has no sorted set"));
@@ -333,6 +349,58 @@ fn filter_groups<'a, C>(
     // Smallest first: every later intersection works on less.
     groups.sort_by_key(|group| group.iter().map(|set| set.len()).sum::<u64>());
     Some(groups)
+}
+
+/// The union of the EXCLUDE sets' bitmaps (empty without EXCLUDE); `None` when one is
+/// not loaded.
+fn excluded<C>(
+    sets: &PartMap<SetName, Loaded<C, RoaringBitmap>>,
+    query: &Query,
+) -> Option<RoaringBitmap> {
+    let mut union = RoaringBitmap::new();
+    for group in &query.excludes {
+        for value in &group.values {
+            let name = SetName::Value(group.field.clone(), value.clone());
+            union |= &sets.get(&name)?.data;
+        }
+    }
+    Some(union)
+}
+
+/// The meetings inside every RANGE (`None` inside: no RANGE); `None` when a RANGE field's
+/// sorted set is not loaded.
+fn ranged<C>(
+    sorts: &PartMap<Bytes, Loaded<C, SortData>>,
+    query: &Query,
+) -> Option<Option<RoaringBitmap>> {
+    let mut inside: Option<RoaringBitmap> = None;
+    for range in &query.ranges {
+        let sort = &sorts.get(&range.field)?.data;
+        let found = in_range(sort, range);
+        inside = Some(match inside {
+            Some(before) => before & found,
+            None => found,
+        });
+    }
+    Some(inside)
+}
+
+/// The meetings whose score lies in `range`: the score ranges of the sort's buckets, as
+/// order keys (every bound inclusive: an exclusive one moves to the next key).
+fn in_range(sort: &SortData, range: &Range) -> RoaringBitmap {
+    let low = match range.min.exclusive {
+        false => Some(order_key(range.min.score)),
+        true => order_key(range.min.score).checked_add(1),
+    };
+    let high = match range.max.exclusive {
+        false => Some(order_key(range.max.score)),
+        true => order_key(range.max.score).checked_sub(1),
+    };
+    let (Some(low), Some(high)) = (low, high) else {
+        return RoaringBitmap::new();
+    };
+    let key_of = |o: u32| sort.scores.get(o as usize).map_or(0, |&s| order_key(s));
+    sort.order.in_range(low, high, key_of)
 }
 
 /// A user's visible meetings (the union of their clients' meetings). Cached when the union

@@ -27,7 +27,7 @@ use roaring::RoaringBitmap;
 
 use super::buckets::Buckets;
 use super::dense::{bitmap_bytes, shrink_bitmap, Chunked, Ordinals};
-use super::query::Query;
+use super::query::{FilterGroup, Query};
 use super::types::{Bytes, SetRef};
 use crate::error::CrmError;
 
@@ -75,20 +75,31 @@ pub(super) fn set_ref<'a>(installation: &'a [u8], name: &'a SetName) -> SetRef<'
 
 /// The parts a query reads.
 pub fn parts_of(query: &Query) -> Vec<Part> {
-    let mut parts: Vec<Part> = query
-        .filters
-        .iter()
-        .flat_map(|group| {
-            group
-                .values
-                .iter()
-                .map(|value| Part::Set(SetName::Value(group.field.clone(), value.clone())))
-        })
-        .collect();
-    if parts.is_empty() {
+    let value_sets = |groups: &[FilterGroup]| -> Vec<Part> {
+        groups
+            .iter()
+            .flat_map(|group| {
+                group
+                    .values
+                    .iter()
+                    .map(|value| Part::Set(SetName::Value(group.field.clone(), value.clone())))
+            })
+            .collect()
+    };
+    // In the keyspace path's order: FILTER sets, EXCLUDE sets, the installation's set
+    // (without FILTER), the sort, the RANGE sorts, the user's clients.
+    let mut parts = value_sets(&query.filters);
+    parts.extend(value_sets(&query.excludes));
+    if query.filters.is_empty() {
         parts.push(Part::Set(SetName::Meetings));
     }
     parts.push(Part::Sort(query.sort.field.clone()));
+    for range in &query.ranges {
+        let part = Part::Sort(range.field.clone());
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
     parts.push(Part::Clients(query.user.clone()));
     parts
 }

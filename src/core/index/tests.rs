@@ -107,6 +107,32 @@ fn random_query(rng: &mut Rng) -> Query {
             values[rng.below(values.len() as u64) as usize].into(),
         ]);
     }
+    for _ in 0..rng.below(4) / 2 {
+        let (field, values) = if rng.below(2) == 0 {
+            ("type", &TYPES[..])
+        } else {
+            ("status", &STATUSES[..])
+        };
+        words.extend([
+            "EXCLUDE".into(),
+            field.into(),
+            values[rng.below(values.len() as u64) as usize].into(),
+        ]);
+    }
+    if rng.below(3) == 0 {
+        // Dates run from -5 to 39: bounds inside, at and outside them, some exclusive.
+        let bound = |rng: &mut Rng| {
+            let value = rng.below(50) as i64 - 8;
+            match rng.below(6) {
+                0 => "-inf".to_string(),
+                1 => "+inf".to_string(),
+                2 => format!("({value}"),
+                _ => value.to_string(),
+            }
+        };
+        let (min, max) = (bound(rng), bound(rng));
+        words.extend(["RANGE".into(), "date".into(), min, max]);
+    }
     words.extend(["SORTBY".into(), "date".into()]);
     if rng.below(2) == 0 {
         words.push("DESC".into());
