@@ -44,11 +44,11 @@ fn malformed_arguments() {
         ("10", arity),
         (
             "10 1 BOGUS",
-            "ERR unknown option 'BOGUS': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
+            "ERR unknown option 'BOGUS': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT",
         ),
         (
             "10 1 LIMIT 0 10 extra",
-            "ERR unknown option 'extra': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
+            "ERR unknown option 'extra': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT",
         ),
         ("10 1 FILTER", "ERR FILTER needs a field and a value"),
         ("10 1 FILTER type", "ERR FILTER needs a field and a value"),
@@ -73,6 +73,13 @@ fn malformed_arguments() {
             "ERR RANGE field 'rank' has no sorted set: crm.sort-fields is 'date' (add the field \
              there, then CRM.REPAIR each installation to fill its sorted set)",
         ),
+        ("10 1 AFTER 11", "ERR AFTER needs a meeting id and a count"),
+        (
+            "10 1 LIMIT 0 1 AFTER 11 1",
+            "ERR LIMIT and AFTER cannot be combined: AFTER <id> <count> pages from a meeting, \
+             LIMIT by offset",
+        ),
+        ("10 1 AFTER 99 1", "ERR AFTER: meeting '99' does not exist"),
         ("10 1 SORTBY", "ERR SORTBY needs a field"),
         (
             "10 1 SORTBY date SORTBY date",
@@ -114,11 +121,11 @@ fn malformed_arguments() {
     assert_error(
         &mut con,
         &[b"10", b"1", b"\x00\xff\r\n"],
-        "ERR unknown option '\\x00\\xff\\x0d\\x0a': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
+        "ERR unknown option '\\x00\\xff\\x0d\\x0a': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT",
     );
     let huge = vec![b'A'; 1 << 20];
     let expected = format!(
-        "ERR unknown option '{}...(1048576 bytes)': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
+        "ERR unknown option '{}...(1048576 bytes)': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT",
         "A".repeat(64)
     );
     assert_error(&mut con, &[b"10", b"1", &huge], &expected);

@@ -26,6 +26,7 @@ fn query(installation: &str, user: &str, filters: &[(&str, &str)]) -> Query {
             .collect(),
         excludes: Vec::new(),
         ranges: Vec::new(),
+        after: None,
         sort_field: "date".to_string(),
         descending: false,
         offset: 3,

@@ -5,6 +5,7 @@ mod common;
 
 use common::dataset::{Dataset, Rng};
 use common::{decode, Server, REFERENCE_LUA};
+use redis::Value;
 
 const DATASETS: u64 = 500;
 const QUERIES_PER_DATASET: usize = 8;
@@ -52,6 +53,23 @@ fn module_lua_and_model_agree() {
                 narrowed_matches += usize::from(module.total > 0);
             }
         }
+        // AFTER a meeting without a hash: the same error from the module and the reference.
+        let mut query = data.random_query(&mut rng);
+        query.after = Some("no-such-meeting".into());
+        let module = redis::cmd("CRM.MEETINGS")
+            .arg(query.module_args())
+            .query::<Value>(&mut con)
+            .map_err(|e| e.to_string());
+        let lua = script
+            .arg(query.lua_args())
+            .invoke::<Value>(&mut con)
+            .map_err(|e| e.to_string());
+        let expected = "AFTER: meeting 'no-such-meeting' does not exist";
+        assert!(
+            module.as_ref().is_err_and(|e| e.contains(expected)),
+            "seed {seed}: {module:?}"
+        );
+        assert_eq!(module, lua, "seed {seed}");
         let keys_after: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
         assert_eq!(
             keys_before, keys_after,
@@ -62,7 +80,7 @@ fn module_lua_and_model_agree() {
     eprintln!("{compared} queries: {with_matches} with matches, {non_empty_pages} non-empty pages");
     eprintln!("{narrowed} with EXCLUDE or RANGE: {narrowed_matches} with matches");
     assert!(
-        narrowed * 5 > compared && narrowed_matches * 4 > narrowed,
+        narrowed * 5 > compared && narrowed_matches * 5 > narrowed,
         "only {narrowed_matches} of {narrowed} queries with EXCLUDE or RANGE matched"
     );
     assert!(

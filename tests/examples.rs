@@ -104,3 +104,27 @@ fn redis_py_example() {
     let output = run_example("python3", "redis_py.py", &server);
     assert_eq!(output, expected_output(&server));
 }
+
+/// Keyset paging: a meeting added above the reader's position between two pages shifts
+/// nothing. The pages hold every meeting the user saw at the start, newest first, six at a
+/// time, each once; the newer meeting is not among them.
+#[test]
+fn infinite_scroll_example() {
+    let server = Server::start();
+    let output = run_example("node", "infinite_scroll.mjs", &server);
+    // User u1 sees clients 1, 2 and 3: meetings whose id % 5 is 0, 1 or 2.
+    let visible: Vec<u32> = (1..=25).rev().filter(|id| id % 5 <= 2).collect();
+    let mut expected = String::new();
+    for (n, chunk) in visible.chunks(6).enumerate() {
+        // The first page was read before meeting 100 arrived.
+        let total = if n == 0 { 15 } else { 16 };
+        let ids: Vec<String> = chunk.iter().map(u32::to_string).collect();
+        expected.push_str(&format!(
+            "page {} (of {total} meetings): {}\n",
+            n + 1,
+            ids.join(" ")
+        ));
+    }
+    expected.push_str("15 meetings shown, 0 repeated\n");
+    assert_eq!(output, expected);
+}

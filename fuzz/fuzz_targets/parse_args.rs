@@ -13,8 +13,9 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
 /// Words the parsers look for, so that random inputs reach every option quickly.
-const WORDS: [&[u8]; 20] = [
+const WORDS: [&[u8]; 21] = [
     b"FILTER",
+    b"after",
     b"exclude",
     b"RANGE",
     b"(5",
@@ -97,11 +98,18 @@ fn render_query(query: &Query) -> Vec<Vec<u8>> {
         query.sort.field.clone(),
         direction.to_vec(),
     ]);
-    args.extend([
-        b"LIMIT".to_vec(),
-        query.offset.to_string().into_bytes(),
-        query.count.to_string().into_bytes(),
-    ]);
+    match &query.after {
+        Some(id) => args.extend([
+            b"AFTER".to_vec(),
+            id.clone(),
+            query.count.to_string().into_bytes(),
+        ]),
+        None => args.extend([
+            b"LIMIT".to_vec(),
+            query.offset.to_string().into_bytes(),
+            query.count.to_string().into_bytes(),
+        ]),
+    }
     if let Some(fields) = &query.returns {
         args.extend([b"RETURN".to_vec(), fields.len().to_string().into_bytes()]);
         args.extend(fields.iter().cloned());

@@ -159,6 +159,8 @@ struct Ask {
     filters: Vec<(&'static str, &'static str)>,
     excludes: Vec<(&'static str, &'static str)>,
     ranges: Vec<((&'static str, f64, bool), (&'static str, f64, bool))>,
+    /// AFTER this meeting instead of LIMIT.
+    after: Option<&'static str>,
     sort_field: &'static str,
     descending: bool,
     offset: u64,
@@ -187,6 +189,11 @@ fn ask(u: &mut Unstructured<'_>) -> Result<Ask> {
         filters,
         excludes,
         ranges,
+        after: if u.ratio(1, 4)? {
+            Some(*u.choose(&IDS)?)
+        } else {
+            None
+        },
         sort_field: *u.choose(&["date", "rank", "missing"])?,
         descending: u.arbitrary()?,
         offset: u.int_in_range(0..=13)?,
@@ -218,8 +225,14 @@ fn args(ask: &Ask) -> Vec<String> {
     let direction = if ask.descending { "DESC" } else { "ASC" };
     args.extend(["SORTBY".into(), ask.sort_field.into(), direction.into()]);
     args.extend([
-        "LIMIT".into(),
-        ask.offset.to_string(),
+        match ask.after {
+            Some(_) => "AFTER".into(),
+            None => "LIMIT".into(),
+        },
+        match ask.after {
+            Some(id) => id.to_string(),
+            None => ask.offset.to_string(),
+        },
         ask.count.to_string(),
     ]);
     if let Some(fields) = &ask.returns {
@@ -231,7 +244,22 @@ fn args(ask: &Ask) -> Vec<String> {
 
 type Answer = (u64, Vec<(Vec<u8>, Vec<Option<Vec<u8>>>)>);
 
-fn model(data: &Data, ask: &Ask) -> Answer {
+fn model(data: &Data, ask: &Ask) -> Result<Answer, String> {
+    let sort_value = |id: &str| match (&data.dates, ask.sort_field) {
+        (Some(dates), "date") => dates.get(id).copied(),
+        _ => data
+            .hashes
+            .get(id)
+            .and_then(|hash| hash.get(ask.sort_field))
+            .and_then(|raw| model_number(raw)),
+    };
+    let cursor = match ask.after {
+        Some(id) if !data.hashes.contains_key(id) => {
+            return Err(format!("ERR AFTER: meeting '{id}' does not exist"));
+        }
+        Some(id) => Some((sort_value(id), id)),
+        None => None,
+    };
     let same = ask.installation == INSTALLATION;
     let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (field, value) in &ask.filters {
@@ -287,17 +315,20 @@ fn model(data: &Data, ask: &Ask) -> Answer {
         if !visible.is_some_and(|clients| clients.contains(client.as_str())) {
             continue;
         }
-        let value = match (&data.dates, ask.sort_field) {
-            (Some(dates), "date") => dates.get(id).copied(),
-            _ => hash.get(ask.sort_field).and_then(|raw| model_number(raw)),
-        };
-        rows.push((value, id));
+        rows.push((sort_value(id), id));
     }
     rows.sort_by(|(a, a_id), (b, b_id)| model_row_order((*a, a_id), (*b, b_id), ask.descending));
+    let offset = match cursor {
+        Some(cursor) => rows
+            .iter()
+            .take_while(|row| model_row_order(**row, cursor, ask.descending).is_le())
+            .count(),
+        None => usize::try_from(ask.offset).unwrap_or(usize::MAX),
+    };
     let fields = ask.returns.clone().unwrap_or_else(|| vec!["details"]);
     let page = rows
         .iter()
-        .skip(usize::try_from(ask.offset).unwrap_or(usize::MAX))
+        .skip(offset)
         .take(usize::try_from(ask.count).unwrap_or(usize::MAX))
         .map(|(_, id)| {
             let hash = data.hashes.get(id);
@@ -308,7 +339,7 @@ fn model(data: &Data, ask: &Ask) -> Answer {
             (id.as_bytes().to_vec(), values)
         })
         .collect();
-    (rows.len() as u64, page)
+    Ok((rows.len() as u64, page))
 }
 
 fuzz_target!(|bytes: &[u8]| {
@@ -320,8 +351,9 @@ fuzz_target!(|bytes: &[u8]| {
         let words = args(&ask);
         let words: Vec<&[u8]> = words.iter().map(String::as_bytes).collect();
         let query = parse_query(&words, 1000).expect("the model's queries are valid");
-        let page = execute(&store, &query).expect("the memory store does not fail");
-        let got: Answer = (page.total, page.meetings);
+        let got = execute(&store, &query)
+            .map(|page| (page.total, page.meetings))
+            .map_err(|e| e.to_string());
         assert_eq!(got, model(&data, &ask), "query {:?}", args(&ask));
     }
 });

@@ -60,13 +60,16 @@ const QUERY_ARGS: &[Arg] = &[
                 Arg::new("desc", ArgKind::PureToken).token("DESC"),
             ]),
         ]),
-    Arg::new("limit", ArgKind::Block)
-        .token("LIMIT")
-        .optional()
-        .of(&[
+    Arg::new("page", ArgKind::OneOf).optional().of(&[
+        Arg::new("limit", ArgKind::Block).token("LIMIT").of(&[
             Arg::new("offset", ArgKind::Integer),
             Arg::new("count", ArgKind::Integer),
         ]),
+        Arg::new("after", ArgKind::Block).token("AFTER").of(&[
+            Arg::new("id", ArgKind::Text),
+            Arg::new("count", ArgKind::Integer),
+        ]),
+    ]),
     Arg::new("return", ArgKind::Block)
         .token("RETURN")
         .optional()

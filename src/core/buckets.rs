@@ -152,12 +152,32 @@ impl Buckets {
     }
 
     /// The buckets from the lowest scores up, or from the highest down.
-    pub fn in_order(&self, descending: bool) -> Box<dyn Iterator<Item = &RoaringBitmap> + '_> {
-        let ranges = self.ranges.values();
+    pub fn in_order(&self, descending: bool) -> impl Iterator<Item = &RoaringBitmap> + '_ {
+        self.in_order_with_keys(descending)
+            .map(|(_, _, members)| members)
+    }
+
+    /// The buckets in order, each with the keys it may hold: from its bound up to the next
+    /// bucket's bound, exclusive (`None` after the last bucket).
+    pub fn in_order_with_keys(
+        &self,
+        descending: bool,
+    ) -> Box<dyn Iterator<Item = (u64, Option<u64>, &RoaringBitmap)> + '_> {
         if descending {
-            Box::new(ranges.rev().map(|range| &range.members))
+            // Walking down, a bucket's end is the bound of the one just walked.
+            let mut above = None;
+            Box::new(self.ranges.iter().rev().map(move |(&bound, range)| {
+                let end = above.replace(bound);
+                (bound, end, &range.members)
+            }))
         } else {
-            Box::new(ranges.map(|range| &range.members))
+            let ends = self.ranges.keys().skip(1).map(|&bound| Some(bound));
+            Box::new(
+                self.ranges
+                    .iter()
+                    .zip(ends.chain(std::iter::once(None)))
+                    .map(|((&bound, range), end)| (bound, end, &range.members)),
+            )
         }
     }
 

@@ -132,6 +132,7 @@ pub fn execute_traced<S: MeetingStore>(
     let sizes = measure(store, query)?;
     let groups = sizes.groups.len();
     trace.record("plan", || describe(query, &sizes), groups, groups, started);
+    let cursor = after_cursor(store, query, sizes.sort_index)?;
     if sizes.empty {
         return Ok(Page::default());
     }
@@ -211,10 +212,14 @@ pub fn execute_traced<S: MeetingStore>(
         .into_iter()
         .zip(values)
         .map(|(id, value)| Ranked::new(id, value, direction));
-    let page_ids: Vec<Bytes> = cut_page(ranked, query.offset, query.count)
-        .into_iter()
-        .map(|ranked| ranked.id)
-        .collect();
+    let page = match cursor {
+        Some(cursor) => {
+            let cursor = Ranked::new(cursor.id, cursor.value, direction);
+            cut_page(ranked.filter(|ranked| *ranked > cursor), 0, query.count)
+        }
+        None => cut_page(ranked, query.offset, query.count),
+    };
+    let page_ids: Vec<Bytes> = page.into_iter().map(|ranked| ranked.id).collect();
     let expected = usize::try_from(query.count.min(total - query.offset)).unwrap_or(usize::MAX);
     trace.record(
         "page",
@@ -236,6 +241,46 @@ pub fn execute_traced<S: MeetingStore>(
         total,
         meetings: page_ids.into_iter().zip(values).collect(),
     })
+}
+
+/// AFTER's meeting: its id and its current sort value (from the sort field's sorted set
+/// when `sort_index`, else from its hash field), where it ranks in the query's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub id: Bytes,
+    pub value: Option<f64>,
+}
+
+/// The meeting AFTER names (`None` without AFTER); an error when it has no hash: a deleted
+/// cursor must not silently jump to the end.
+pub fn after_cursor<S: MeetingStore>(
+    store: &S,
+    query: &Query,
+    sort_index: bool,
+) -> Result<Option<Cursor>, CrmError> {
+    let Some(id) = &query.after else {
+        return Ok(None);
+    };
+    let installation = query.installation.as_slice();
+    let ids = [id.clone()];
+    let hash_field = (!sort_index).then_some(query.sort.field.as_slice());
+    let row = store.meeting_rows(installation, &ids, hash_field)?;
+    let Some(row) = row.into_iter().next().flatten() else {
+        return Err(CrmError::BadArgument(format!(
+            "AFTER: meeting '{}' does not exist",
+            printable(id)
+        )));
+    };
+    let value = if sort_index {
+        let scores = store.sort_scores(installation, &query.sort.field, &ids)?;
+        scores.into_iter().next().flatten()
+    } else {
+        row.sort_value.as_deref().and_then(parse_sort_value)
+    };
+    Ok(Some(Cursor {
+        id: id.clone(),
+        value,
+    }))
 }
 
 fn describe(query: &Query, sizes: &SetSizes<'_>) -> String {

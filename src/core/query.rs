@@ -72,6 +72,9 @@ pub struct Query {
     pub sort: SortBy,
     pub offset: u64,
     pub count: u64,
+    /// AFTER: the page starts after this meeting, in the query's order (keyset paging;
+    /// `offset` is then 0).
+    pub after: Option<Bytes>,
     pub format: Format,
     /// RETURN: the hash fields to return instead of `details`.
     pub returns: Option<Vec<Bytes>>,
@@ -120,6 +123,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
     let mut ranges: Vec<Range> = Vec::new();
     let mut sort: Option<SortBy> = None;
     let mut limit: Option<(u64, u64)> = None;
+    let mut after: Option<(Bytes, u64)> = None;
     let mut format: Option<Format> = None;
     let mut returns: Option<Vec<Bytes>> = None;
 
@@ -188,14 +192,26 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
             if limit.is_some() {
                 return Err(bad("LIMIT given more than once"));
             }
-            let offset = parse_non_negative(offset, "LIMIT offset")?;
-            let count = parse_non_negative(count, "LIMIT count")?;
-            if count > max_page {
-                return Err(bad(&format!(
-                    "LIMIT count {count} is above the maximum page size {max_page} (crm.max-page)"
-                )));
+            if after.is_some() {
+                return Err(bad(LIMIT_AND_AFTER));
             }
-            limit = Some((offset, count));
+            let offset = parse_non_negative(offset, "LIMIT offset")?;
+            limit = Some((offset, page_count(count, "LIMIT", max_page)?));
+        } else if option.eq_ignore_ascii_case(b"AFTER") {
+            let [id, count, tail @ ..] = rest else {
+                return Err(bad("AFTER needs a meeting id and a count"));
+            };
+            rest = tail;
+            if after.is_some() {
+                return Err(bad("AFTER given more than once"));
+            }
+            if limit.is_some() {
+                return Err(bad(LIMIT_AND_AFTER));
+            }
+            if id.is_empty() {
+                return Err(bad("AFTER meeting id must not be empty"));
+            }
+            after = Some((id.to_vec(), page_count(count, "AFTER", max_page)?));
         } else if option.eq_ignore_ascii_case(b"FORMAT") {
             let [word, tail @ ..] = rest else {
                 return Err(bad("FORMAT needs JSON or RESP"));
@@ -239,13 +255,17 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
             returns = Some(fields.iter().map(|field| field.to_vec()).collect());
         } else {
             return Err(bad(&format!(
-                "unknown option '{}': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT",
+                "unknown option '{}': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT",
                 printable(option)
             )));
         }
     }
 
-    let (offset, count) = limit.unwrap_or((0, DEFAULT_COUNT.min(max_page)));
+    let (offset, count, after) = match (limit, after) {
+        (Some((offset, count)), _) => (offset, count, None),
+        (None, Some((id, count))) => (0, count, Some(id)),
+        (None, None) => (0, DEFAULT_COUNT.min(max_page), None),
+    };
     Ok(Query {
         installation,
         user,
@@ -258,6 +278,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
         }),
         offset,
         count,
+        after,
         format: format.unwrap_or(Format::Resp),
         returns,
     })
@@ -300,6 +321,20 @@ pub fn check_ranges(query: &Query, sort_fields: &[Bytes]) -> Result<(), CrmError
         }
     }
     Ok(())
+}
+
+const LIMIT_AND_AFTER: &str =
+    "LIMIT and AFTER cannot be combined: AFTER <id> <count> pages from a meeting, LIMIT by offset";
+
+/// The count of LIMIT or AFTER (`clause`): at most `max_page`.
+fn page_count(arg: &[u8], clause: &str, max_page: u64) -> Result<u64, CrmError> {
+    let count = parse_non_negative(arg, &format!("{clause} count"))?;
+    if count > max_page {
+        return Err(bad(&format!(
+            "{clause} count {count} is above the maximum page size {max_page} (crm.max-page)"
+        )));
+    }
+    Ok(count)
 }
 
 /// A RANGE bound: a number, `-inf`/`+inf`, an RFC 3339 date-time or a `YYYY-MM-DD` date,
@@ -408,6 +443,26 @@ mod tests {
             "ERR FILTER field must not be empty"
         );
         assert_eq!(
+            message("10 1 AFTER 5"),
+            "ERR AFTER needs a meeting id and a count"
+        );
+        assert_eq!(
+            message("10 1 AFTER 5 2000"),
+            "ERR AFTER count 2000 is above the maximum page size 1000 (crm.max-page)"
+        );
+        for both in ["10 1 LIMIT 0 5 AFTER 5 5", "10 1 AFTER 5 5 LIMIT 0 5"] {
+            assert_eq!(
+                message(both),
+                "ERR LIMIT and AFTER cannot be combined: AFTER <id> <count> pages from a \
+                 meeting, LIMIT by offset"
+            );
+        }
+        let query = parse("10 1 AFTER 17 3").unwrap();
+        assert_eq!(
+            (query.after, query.offset, query.count),
+            (Some(b"17".to_vec()), 0, 3)
+        );
+        assert_eq!(
             message("10 1 RANGE date 1"),
             "ERR RANGE needs a field, a min and a max"
         );
@@ -466,7 +521,7 @@ mod tests {
         );
         assert_eq!(
             message("10 1 ORDER date"),
-            "ERR unknown option 'ORDER': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, RETURN or FORMAT"
+            "ERR unknown option 'ORDER': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT"
         );
         assert_eq!(
             message("10 1 LIMIT 0 1 LIMIT 0 2"),

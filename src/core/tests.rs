@@ -133,6 +133,30 @@ fn range_keeps_the_scores_between_its_bounds() {
 }
 
 #[test]
+fn after_pages_from_a_meeting_in_the_query_order() {
+    let store = seed();
+    // User 2 sees 19 (date 200) and 11 (date 300); 23 (date 50) exists but is not theirs.
+    let open = "10 2 FILTER status open";
+    assert_eq!(
+        run(&store, &format!("{open} AFTER 19 5")),
+        (2, vec!["11".into()])
+    );
+    assert_eq!(run(&store, &format!("{open} AFTER 11 5")), (2, vec![]));
+    assert_eq!(
+        run(&store, &format!("{open} AFTER 23 5")),
+        (2, vec!["19".into(), "11".into()])
+    );
+    assert_eq!(
+        run(&store, &format!("{open} SORTBY date DESC AFTER 11 1")),
+        (2, vec!["19".into()])
+    );
+    let words = format!("{open} AFTER 99 5");
+    let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+    let error = execute(&store, &parse_query(&args, 1000).unwrap()).unwrap_err();
+    assert_eq!(error.to_string(), "ERR AFTER: meeting '99' does not exist");
+}
+
+#[test]
 fn union_within_a_field_sort_and_limit() {
     let store = seed();
     let query = "10 2 FILTER type email FILTER type sms FILTER status open SORTBY date DESC";

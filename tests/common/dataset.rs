@@ -2,6 +2,7 @@
 //! hashes without clientid or details, missing and repeated sort values, odd ids), their
 //! loading into a server, random queries, and a naive model of the expected answer.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use redis::Connection;
@@ -241,7 +242,11 @@ impl Dataset {
             }
             ranges.push((min, max));
         }
+        // AFTER a meeting that has a hash (a missing one is an error, tested apart).
+        let ids: Vec<&String> = self.hashes.keys().collect();
+        let after = (!ids.is_empty() && rng.chance(25)).then(|| rng.pick(&ids).to_string());
         Query {
+            after,
             installation: if rng.chance(95) {
                 self.installation.clone()
             } else {
@@ -257,6 +262,21 @@ impl Dataset {
             descending: rng.chance(50),
             offset: *rng.pick(&[0u64, 0, 0, 1, 3, 50]),
             count: *rng.pick(&[0u64, 1, 5, 10, 10, 1000]),
+        }
+    }
+
+    /// A meeting's sort value for `query`: its score in `meeting_date` when sorting by date
+    /// and that key exists, else its hash field when a plain number.
+    fn sort_value(&self, query: &Query, id: &str) -> Option<f64> {
+        if query.sort_field == "date" && self.dates.is_some() {
+            self.dates
+                .as_ref()
+                .and_then(|dates| dates.get(&format!("meeting:{id}")).copied())
+        } else {
+            self.hashes
+                .get(id)
+                .and_then(|hash| hash.get(&query.sort_field))
+                .and_then(|raw| model_number(raw))
         }
     }
 
@@ -324,22 +344,27 @@ impl Dataset {
             if !clients.contains(client) {
                 continue;
             }
-            let value = if query.sort_field == "date" && self.dates.is_some() {
-                self.dates
-                    .as_ref()
-                    .and_then(|dates| dates.get(&format!("meeting:{id}")).copied())
-            } else {
-                hash.get(&query.sort_field)
-                    .and_then(|raw| model_number(raw))
-            };
-            rows.push((value, id));
+            rows.push((self.sort_value(query, id), id));
         }
         rows.sort_by(|(a_value, a_id), (b_value, b_id)| {
             model_row_order((*a_value, a_id), (*b_value, b_id), query.descending)
         });
+        // AFTER: the rows ranking after the cursor (a meeting with a hash, by the rule of
+        // `random_query`).
+        let offset = match &query.after {
+            Some(after) => {
+                let cursor = (self.sort_value(query, after), after.as_str());
+                rows.iter()
+                    .take_while(|(value, id)| {
+                        model_row_order((*value, id), cursor, query.descending) != Ordering::Greater
+                    })
+                    .count()
+            }
+            None => query.offset as usize,
+        };
         let page = rows
             .iter()
-            .skip(query.offset as usize)
+            .skip(offset)
             .take(query.count as usize)
             .map(|(_, id)| {
                 let details = self
@@ -364,6 +389,8 @@ pub struct Query {
     pub filters: Vec<(String, String)>,
     /// EXCLUDE field/value pairs.
     pub excludes: Vec<(String, String)>,
+    /// AFTER this meeting instead of the offset.
+    pub after: Option<String>,
     /// RANGE date min max.
     pub ranges: Vec<(RangeBound, RangeBound)>,
     pub sort_field: String,
@@ -389,11 +416,14 @@ impl Query {
             self.sort_field.clone(),
             self.direction().to_string(),
         ]);
-        args.extend([
-            "LIMIT".to_string(),
-            self.offset.to_string(),
-            self.count.to_string(),
-        ]);
+        match &self.after {
+            Some(id) => args.extend(["AFTER".to_string(), id.clone(), self.count.to_string()]),
+            None => args.extend([
+                "LIMIT".to_string(),
+                self.offset.to_string(),
+                self.count.to_string(),
+            ]),
+        }
         args
     }
 
@@ -403,7 +433,10 @@ impl Query {
             self.user.clone(),
             self.sort_field.clone(),
             self.direction().to_string(),
-            self.offset.to_string(),
+            match &self.after {
+                Some(id) => format!("@{id}"),
+                None => self.offset.to_string(),
+            },
             self.count.to_string(),
         ];
         for (field, value) in &self.filters {

@@ -9,12 +9,13 @@ orders rows by the module's rules. It is the benchmark baseline and the tests' o
 ARGV: installation, user, sort field, ASC|DESC, offset, count, then field/value pairs: a
 FILTER; an EXCLUDE where the field is written with a leading '-'; a RANGE where it is
 written with a leading '~' and the value is "min max" (numbers or -inf/+inf, a leading '('
-for an exclusive bound, as ZRANGEBYSCORE takes them).
+for an exclusive bound, as ZRANGEBYSCORE takes them). An offset written '@<id>' is AFTER <id>.
 ]]
 
 local installation, user, sort_field = ARGV[1], ARGV[2], ARGV[3]
 local descending = ARGV[4] == 'DESC'
-local offset, count = tonumber(ARGV[5]), tonumber(ARGV[6])
+local after = string.match(ARGV[5], '^@(.*)$')
+local offset, count = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
 
 -- Candidates: a union of value sets per field, intersected across fields.
 local value_keys, fields, excluded_keys, ranges = {}, {}, {}, {}
@@ -105,17 +106,28 @@ end
 
 local sort_key = 'meeting_' .. sort_field
 local has_sort_index = redis.call('EXISTS', sort_key) == 1
+local function sort_value(id, raw)
+  if has_sort_index then
+    return tonumber(redis.call('ZSCORE', sort_key, 'meeting:' .. id) or '')
+  end
+  return sort_number(raw)
+end
+
+-- AFTER: the meeting must exist; its current sort value places the page.
+local cursor
+if after then
+  local hash = redis.call('HMGET', 'meeting:' .. after, 'clientid', sort_field)
+  if redis.call('EXISTS', 'meeting:' .. after) == 0 then
+    return redis.error_reply("ERR AFTER: meeting '" .. after .. "' does not exist")
+  end
+  cursor = { id = after, value = sort_value(after, hash[2]) }
+end
+
 local rows = {}
 for _, id in ipairs(candidates) do
   local hash = redis.call('HMGET', 'meeting:' .. id, 'clientid', sort_field)
   if hash[1] and visible_clients[hash[1]] then
-    local value
-    if has_sort_index then
-      value = tonumber(redis.call('ZSCORE', sort_key, 'meeting:' .. id) or '')
-    else
-      value = sort_number(hash[2])
-    end
-    rows[#rows + 1] = { id = id, value = value }
+    rows[#rows + 1] = { id = id, value = sort_value(id, hash[2]) }
   end
 end
 
@@ -152,7 +164,7 @@ local function id_less(a, b)
   return smaller
 end
 
-table.sort(rows, function(x, y)
+local function row_less(x, y)
   if x.value and y.value then
     if x.value ~= y.value then
       if descending then return x.value > y.value end
@@ -164,7 +176,19 @@ table.sort(rows, function(x, y)
     return false
   end
   return id_less(x.id, y.id)
-end)
+end
+table.sort(rows, row_less)
+
+-- AFTER: the page starts at the first row ranking after the cursor.
+if cursor then
+  offset = #rows
+  for i, row in ipairs(rows) do
+    if row_less(cursor, row) then
+      offset = i - 1
+      break
+    end
+  end
+end
 
 local reply = { #rows }
 for i = offset + 1, math.min(offset + count, #rows) do

@@ -12,6 +12,7 @@ use roaring::{MultiOps, RoaringBitmap};
 use super::plan::{self, PlanKind};
 use super::{order_key, Index, Loaded, Part, PartMap, SetName, SortData, NO_CLIENT};
 use crate::core::dense::Chunked;
+use crate::core::keyspace_path::{after_cursor, Cursor};
 use crate::core::order::{compare_ids, Ranked};
 use crate::core::page::{cut_page, Page};
 use crate::core::query::{Query, Range};
@@ -53,6 +54,7 @@ impl<C> Index<C> {
         {
             return Ok(Answer::Unsupported("the sort field has no sorted set"));
         }
+        let cursor = after_cursor(store, query, true)?;
         let (Some(groups), Some(excluded), Some(ranged)) = (
             filter_groups(&self.sets, query),
             excluded(&self.sets, query),
@@ -169,10 +171,11 @@ impl<C> Index<C> {
             ));
         }
         let started = Instant::now();
+        let direction = query.sort.direction;
         let page = if walk {
-            self.walk(&sort.data, &matches, query)
+            self.walk(&sort.data, &matches, query, cursor.as_ref())
         } else {
-            let direction = query.sort.direction;
+            let cursor = cursor.as_ref().map(|cursor| cursor.ranked(direction));
             let ranked = matches.iter().map(|o| {
                 let score = sort
                     .data
@@ -182,10 +185,11 @@ impl<C> Index<C> {
                     .filter(|s| !s.is_nan());
                 Ranked::new(OrdinalId(self.id(o), o), score, direction)
             });
-            cut_page(ranked, query.offset, query.count)
-                .into_iter()
-                .map(|ranked| ranked.id.1)
-                .collect()
+            let page = match &cursor {
+                Some(cursor) => cut_page(ranked.filter(|ranked| ranked > cursor), 0, query.count),
+                None => cut_page(ranked, query.offset, query.count),
+            };
+            page.into_iter().map(|ranked| ranked.id.1).collect()
         };
         let detail = || {
             let how = if walk { "score ranges walked" } else { "heap" };
@@ -236,8 +240,15 @@ impl<C> Index<C> {
 
     /// The page by walking the score ranges in order: the matches of each range are
     /// counted (ranges before the offset are skipped whole), then ordered by score and id;
-    /// meetings without a score come last, by id.
-    fn walk(&self, sort: &SortData, matches: &RoaringBitmap, query: &Query) -> Vec<u32> {
+    /// meetings without a score come last, by id. With AFTER's `cursor`, the ranges whose
+    /// keys all come before the cursor's are skipped unread, and the page starts after it.
+    fn walk(
+        &self,
+        sort: &SortData,
+        matches: &RoaringBitmap,
+        query: &Query,
+        cursor: Option<&Cursor>,
+    ) -> Vec<u32> {
         let keep = query.offset.saturating_add(query.count);
         let descending = query.sort.direction == Direction::Desc;
         let mut page = Vec::new();
@@ -271,8 +282,26 @@ impl<C> Index<C> {
             }
             *seen >= keep
         };
-        let key_of = |o: u32| sort.scores.get(o as usize).map_or(0, |&s| order_key(s));
-        for range in sort.order.in_order(descending) {
+        let score_of = |o: u32| sort.scores.get(o as usize).copied().filter(|s| !s.is_nan());
+        let key_of = |o: u32| score_of(o).map_or(0, order_key);
+        // AFTER: a meeting is kept when it ranks after the cursor.
+        let ranked_cursor = cursor.map(|cursor| cursor.ranked(query.sort.direction));
+        let after = |o: u32| {
+            ranked_cursor.as_ref().is_none_or(|cursor| {
+                Ranked::new(OrdinalId(self.id(o), o), score_of(o), query.sort.direction) > *cursor
+            })
+        };
+        // The cursor's key; `None` inside: it has no score, so every range comes before it.
+        let cursor_key = cursor.map(|cursor| cursor.value.map(order_key));
+        for (low, end, range) in sort.order.in_order_with_keys(descending) {
+            let before_cursor = cursor_key.is_some_and(|key| match key {
+                None => true,
+                Some(key) if descending => low > key,
+                Some(key) => end.is_some_and(|end| end <= key),
+            });
+            if before_cursor {
+                continue;
+            }
             let found = range.intersection_len(matches);
             if found == 0 {
                 continue;
@@ -281,13 +310,21 @@ impl<C> Index<C> {
                 seen += found;
                 continue;
             }
-            let members = (range & matches).iter().map(|o| (key_of(o), o)).collect();
+            let members = (range & matches)
+                .iter()
+                .filter(|&o| after(o))
+                .map(|o| (key_of(o), o))
+                .collect();
             if emit(members, &mut seen, &mut page) {
                 return page;
             }
         }
         // Every key the same: the meetings without a score, by id.
-        let unscored = (matches - &sort.scored).iter().map(|o| (0, o)).collect();
+        let unscored = (matches - &sort.scored)
+            .iter()
+            .filter(|&o| after(o))
+            .map(|o| (0, o))
+            .collect();
         emit(unscored, &mut seen, &mut page);
         page
     }
@@ -470,6 +507,13 @@ fn restrict(start: &RoaringBitmap, groups: &[Vec<&RoaringBitmap>]) -> RoaringBit
 /// A meeting's id with its ordinal, ordered by the id.
 #[derive(Debug, Clone, Copy)]
 struct OrdinalId<'a>(&'a [u8], u32);
+
+impl Cursor {
+    /// The cursor as a meeting of the index ranks (an ordinal no meeting has).
+    fn ranked(&self, direction: Direction) -> Ranked<OrdinalId<'_>> {
+        Ranked::new(OrdinalId(&self.id, u32::MAX), self.value, direction)
+    }
+}
 
 impl AsRef<[u8]> for OrdinalId<'_> {
     fn as_ref(&self) -> &[u8] {
