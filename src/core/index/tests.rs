@@ -464,7 +464,7 @@ fn after_and_range_over_many_buckets() {
         store.clients("u", &visible);
         let mut index = Index::new(b"10".to_vec());
         for step in 0..60 {
-            let mut words = format!("10 u FILTER status open SORTBY date");
+            let mut words = String::from("10 u FILTER status open SORTBY date");
             if rng.below(2) == 0 {
                 words.push_str(" DESC");
             }
