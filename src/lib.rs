@@ -29,7 +29,7 @@ pub mod store;
 mod module {
     use redis_module::{redis_module, Context, RedisResult, RedisString, Status};
 
-    use crate::command::{self, audit, meeting_write, meetings, spec};
+    use crate::command::{self, audit, facets, meeting_write, meetings, spec};
     use crate::config;
     use crate::ffi::block;
     use crate::ffi::command_info;
@@ -61,6 +61,10 @@ mod module {
 
     fn crm_explain(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         command::run_guarded(ctx, &args, &spec::EXPLAIN, meetings::explain)
+    }
+
+    fn crm_facets(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, &spec::FACETS, facets::facets)
     }
 
     /// Debug builds only: `CRM.DEBUG.PANIC` panics inside a command, so the tests can prove
@@ -146,6 +150,7 @@ mod module {
             [spec::CHECK.name, crm_check, spec::CHECK.flags, 0, 0, 0, ""],
             [spec::REPAIR.name, crm_repair, spec::REPAIR.flags, 0, 0, 0, ""],
             [spec::EXPLAIN.name, crm_explain, spec::EXPLAIN.flags, 0, 0, 0, ""],
+            [spec::FACETS.name, crm_facets, spec::FACETS.flags, 0, 0, 0, ""],
         ],
     }
 }

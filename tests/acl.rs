@@ -133,6 +133,14 @@ fn an_excluded_set_is_checked_like_a_filtered_one() {
             call(&mut user, &excluding).unwrap_err(),
             "NOPERM this user has no permissions to access the '{10}:meeting_status:close' key"
         );
+        // CRM.FACETS reads each FIELD value's set: checked the same way.
+        let counting = ["CRM.FACETS", "10", "1", "FIELD", "type", "1", "email"];
+        assert_eq!(total(call(&mut user, &counting).unwrap()), 3);
+        let counting = ["CRM.FACETS", "10", "1", "FIELD", "status", "1", "open"];
+        assert_eq!(
+            call(&mut user, &counting).unwrap_err(),
+            "NOPERM this user has no permissions to access the '{10}:meeting_status:open' key"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -244,6 +252,7 @@ fn command_info_declares_routing_and_categories() {
     for (name, arity, flag, category, key_flag) in [
         ("crm.meetings", -3, "readonly", "@read", "RO"),
         ("crm.explain", -3, "readonly", "@read", "RO"),
+        ("crm.facets", -3, "readonly", "@read", "RO"),
         ("crm.meeting.set", -5, "write", "@write", "RW"),
         ("crm.meeting.del", 3, "write", "@write", "RW"),
         ("crm.check", -2, "readonly", "@read", "RO"),
@@ -293,6 +302,7 @@ fn command_info_declares_routing_and_categories() {
             [
                 "crm.check",
                 "crm.explain",
+                "crm.facets",
                 "crm.meeting.del",
                 "crm.meeting.set",
                 "crm.meetings",

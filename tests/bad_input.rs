@@ -7,8 +7,12 @@ use common::{error_of, keyspace_state, load_seed, meetings, Server};
 use redis::Connection;
 
 fn assert_error(con: &mut Connection, args: &[&[u8]], expected: &str) {
+    assert_command_error(con, "CRM.MEETINGS", args, expected);
+}
+
+fn assert_command_error(con: &mut Connection, command: &str, args: &[&[u8]], expected: &str) {
     let before = keyspace_state(con);
-    let message = error_of(con, "CRM.MEETINGS", args);
+    let message = error_of(con, command, args);
     assert_eq!(
         message,
         expected,
@@ -111,6 +115,44 @@ fn malformed_arguments() {
     ];
     for (args, expected) in cases {
         assert_error(&mut con, &words(args), expected);
+    }
+    let facets: &[(&str, &str)] = &[
+        (
+            "10",
+            "ERR wrong number of arguments for 'crm.facets' command",
+        ),
+        (
+            "10 1 FILTER type email",
+            "ERR CRM.FACETS needs at least one FIELD <field> <n> <value>...",
+        ),
+        (
+            "10 1 FIELD status",
+            "ERR FIELD needs a field, a count and values",
+        ),
+        (
+            "10 1 FIELD status 2 open",
+            "ERR FIELD status needs 2 values",
+        ),
+        (
+            "10 1 FIELD status 300 open",
+            "ERR FIELD count must be from 1 to 256, got 300",
+        ),
+        (
+            "10 1 FIELD status 2 open open",
+            "ERR FIELD status: value 'open' given twice",
+        ),
+        (
+            "10 1 FIELD status 1 open SORTBY date",
+            "ERR unknown option 'SORTBY': expected FILTER, EXCLUDE, RANGE, FIELD or FORMAT",
+        ),
+        (
+            "10 1 RANGE rank 0 1 FIELD status 1 open",
+            "ERR RANGE field 'rank' has no sorted set: crm.sort-fields is 'date' (add the field \
+             there, then CRM.REPAIR each installation to fill its sorted set)",
+        ),
+    ];
+    for (args, expected) in facets {
+        assert_command_error(&mut con, "CRM.FACETS", &words(args), expected);
     }
     // An empty FILTER field, and binary garbage as an option, echoed escaped and cut.
     assert_error(

@@ -27,6 +27,7 @@ fn query(installation: &str, user: &str, filters: &[(&str, &str)]) -> Query {
         excludes: Vec::new(),
         ranges: Vec::new(),
         after: None,
+        facets: false,
         sort_field: "date".to_string(),
         descending: false,
         offset: 3,

@@ -1,5 +1,5 @@
-//! CRM.MEETINGS = the Lua reference script = a naive in-memory model, on 500 random
-//! datasets (fixed seeds) with several queries each.
+//! CRM.MEETINGS and CRM.FACETS = the Lua reference script = a naive in-memory model, on 500
+//! random datasets (fixed seeds) with several queries each.
 
 mod common;
 
@@ -21,15 +21,23 @@ fn module_lua_and_model_agree() {
     // Queries with EXCLUDE or RANGE, counted apart: they match less by design.
     let mut narrowed = 0;
     let mut narrowed_matches = 0;
+    // CRM.FACETS queries, and those with a count above zero.
+    let mut facets = 0;
+    let mut counted = 0;
     for seed in 0..DATASETS {
         let mut rng = Rng::new(seed);
         let data = Dataset::generate(&mut rng);
         data.load(&mut con);
         let keys_before: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
-        for _ in 0..QUERIES_PER_DATASET {
-            let query = data.random_query(&mut rng);
+        for n in 0..QUERIES_PER_DATASET {
+            let mut query = data.random_query(&mut rng);
+            // One query in each dataset is CRM.FACETS with the same clauses.
+            if n == 0 {
+                query.facets = true;
+                query.after = None;
+            }
             let module = decode(
-                redis::cmd("CRM.MEETINGS")
+                redis::cmd(query.command())
                     .arg(query.module_args())
                     .query(&mut con)
                     .unwrap(),
@@ -44,7 +52,15 @@ fn module_lua_and_model_agree() {
                 lua, model,
                 "Lua vs model, seed {seed}, {query:?}\n{data:#?}"
             );
-            if query.excludes.is_empty() && query.ranges.is_empty() {
+            if query.facets {
+                facets += 1;
+                counted += usize::from(
+                    module
+                        .facets
+                        .iter()
+                        .any(|(_, counts)| counts.iter().any(|(_, count)| *count > 0)),
+                );
+            } else if query.excludes.is_empty() && query.ranges.is_empty() {
                 compared += 1;
                 non_empty_pages += usize::from(!module.page.is_empty());
                 with_matches += usize::from(module.total > 0);
@@ -79,6 +95,11 @@ fn module_lua_and_model_agree() {
     // The generator must exercise real answers, not only empty ones.
     eprintln!("{compared} queries: {with_matches} with matches, {non_empty_pages} non-empty pages");
     eprintln!("{narrowed} with EXCLUDE or RANGE: {narrowed_matches} with matches");
+    eprintln!("{facets} CRM.FACETS: {counted} with a count above zero");
+    assert!(
+        counted * 3 > facets,
+        "only {counted} of {facets} CRM.FACETS queries counted anything"
+    );
     assert!(
         narrowed * 5 > compared && narrowed_matches * 5 > narrowed,
         "only {narrowed_matches} of {narrowed} queries with EXCLUDE or RANGE matched"

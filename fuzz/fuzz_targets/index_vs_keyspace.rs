@@ -18,7 +18,7 @@ use crm_meetings::core::index::plan::PlanKind;
 use crm_meetings::core::index::{parts_of, Index, Part, SetName};
 use crm_meetings::core::keyspace_path::execute;
 use crm_meetings::core::page::Page;
-use crm_meetings::core::query::{parse_query, Query};
+use crm_meetings::core::query::{parse_facets, parse_query, Query};
 use crm_meetings::core::trace::Trace;
 use crm_meetings::core::types::{Bytes, Effect};
 use crm_meetings::core::write::{effects_of_delete, effects_of_set, parse_meeting_set, Schema};
@@ -528,6 +528,19 @@ fn query(u: &mut Unstructured<'_>, installation: &str) -> Result<(Query, String)
         u.int_in_range(0..=12u64)?
     };
     let count = u.int_in_range(0..=12u64)?;
+    // CRM.FACETS with the same clauses, now and then.
+    if u.ratio(1, 6)? {
+        let clauses = words.len() - 3;
+        words.truncate(clauses);
+        words.extend(
+            "FIELD status 2 open fax FIELD type 2 email sms"
+                .split(' ')
+                .map(String::from),
+        );
+        let args: Vec<&[u8]> = words.iter().map(String::as_bytes).collect();
+        let query = parse_facets(&args).expect("the target's queries are valid");
+        return Ok((query, words.join(" ")));
+    }
     if u.ratio(1, 4)? {
         words.extend([
             "AFTER".into(),

@@ -4,7 +4,7 @@
 #![no_main]
 
 use crm_meetings::core::order::compare_ids;
-use crm_meetings::core::query::{parse_query, Bound, Format, Query};
+use crm_meetings::core::query::{parse_facets, parse_query, Bound, FilterGroup, Format, Query};
 use crm_meetings::core::types::Direction;
 use crm_meetings::core::values::{parse_rfc3339, parse_sort_value};
 use crm_meetings::core::write::{parse_meeting_del, parse_meeting_set, MeetingWrite};
@@ -13,8 +13,10 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
 /// Words the parsers look for, so that random inputs reach every option quickly.
-const WORDS: [&[u8]; 21] = [
+const WORDS: [&[u8]; 23] = [
     b"FILTER",
+    b"FIELD",
+    b"2",
     b"after",
     b"exclude",
     b"RANGE",
@@ -149,6 +151,33 @@ fn check_query(args: &[&[u8]], max_page: u64) {
                 .all(|g| !g.values.is_empty() && !g.field.is_empty()));
             let again = render_query(&query);
             assert_eq!(parse_query(&as_slices(&again), max_page), Ok(query));
+        }
+        Err(error) => check_error(&error),
+    }
+    match parse_facets(args) {
+        Ok(query) => {
+            assert!(!query.facets.is_empty() && query.count == 0 && query.after.is_none());
+            assert!(query.facets.iter().all(|facet| !facet.values.is_empty()));
+            let mut again = render_query(&query);
+            // No page options in CRM.FACETS: keep the clauses (the installation, the user,
+            // then FILTER and EXCLUDE in three words each, RANGE in four), add the FIELDs.
+            let values = |groups: &[FilterGroup]| -> usize {
+                groups.iter().map(|group| group.values.len()).sum()
+            };
+            let clauses =
+                2 + 3 * (values(&query.filters) + values(&query.excludes)) + 4 * query.ranges.len();
+            let format = again.split_off(again.len().saturating_sub(2));
+            again.truncate(clauses);
+            for facet in &query.facets {
+                again.extend([
+                    b"FIELD".to_vec(),
+                    facet.field.clone(),
+                    facet.values.len().to_string().into_bytes(),
+                ]);
+                again.extend(facet.values.iter().cloned());
+            }
+            again.extend(format);
+            assert_eq!(parse_facets(&as_slices(&again)), Ok(query));
         }
         Err(error) => check_error(&error),
     }

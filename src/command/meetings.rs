@@ -11,7 +11,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
-use super::{caller_store, integer, run_guarded, spec, stats};
+use super::{caller_store, facets, integer, run_guarded, spec, stats};
 use crate::config;
 use crate::core::index::plan::PlanSetting;
 use crate::core::keyspace_path;
@@ -37,10 +37,16 @@ const SMALL_QUERY_READS_UNBLOCKABLE: usize = 1500;
 /// The query of CRM.MEETINGS and CRM.EXPLAIN, checked against the settings.
 fn query_of(args: &[&[u8]]) -> Result<Query, CrmError> {
     let query = parse_query(args, config::max_page())?;
-    if !query.ranges.is_empty() {
-        check_ranges(&query, &config::sort_fields()?)?;
-    }
+    check_ranges_configured(&query)?;
     Ok(query)
+}
+
+/// Refuses a RANGE on a field outside `crm.sort-fields`.
+pub(super) fn check_ranges_configured(query: &Query) -> Result<(), CrmError> {
+    if query.ranges.is_empty() {
+        return Ok(());
+    }
+    check_ranges(query, &config::sort_fields()?)
 }
 
 pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
@@ -91,12 +97,18 @@ pub fn explain(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     ]))
 }
 
-/// A blocked `CRM.MEETINGS` or `CRM.EXPLAIN` woken: its index is ready (or gone), so it
-/// runs again; it cannot block a second time.
+/// A blocked `CRM.MEETINGS`, `CRM.EXPLAIN` or `CRM.FACETS` woken: its index is ready (or
+/// gone), so it runs again; it cannot block a second time.
 pub fn resume(ctx: &Context, args: &[RedisString]) -> RedisResult {
     let name = args.first().map(RedisString::to_string_lossy);
-    if name.is_some_and(|name| name.eq_ignore_ascii_case(spec::EXPLAIN.name)) {
+    let is = |command: &spec::CommandInfo| {
+        name.as_ref()
+            .is_some_and(|name| name.eq_ignore_ascii_case(command.name))
+    };
+    if is(&spec::EXPLAIN) {
         run_guarded(ctx, args, &spec::EXPLAIN, explain)
+    } else if is(&spec::FACETS) {
+        run_guarded(ctx, args, &spec::FACETS, facets::facets)
     } else {
         run_guarded(ctx, args, &spec::MEETINGS, meetings)
     }
@@ -113,7 +125,7 @@ pub fn wait_timed_out(ctx: &Context, args: &[RedisString]) -> RedisResult {
 /// The route of one query: from the installation's in-memory index when it is ready for
 /// the query; while it loads, the client waits for it (`None`: no reply yet), unless the
 /// query is small; otherwise from the keyspace (the trace says why).
-fn answer(
+pub(super) fn answer(
     ctx: &Context,
     store: &KeyspaceStore,
     query: &Query,

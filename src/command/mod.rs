@@ -3,6 +3,7 @@
 //! beside this one; `spec.rs` declares them to the server, `stats.rs` counts them.
 
 pub mod audit;
+pub mod facets;
 pub mod meeting_write;
 pub mod meetings;
 pub mod spec;

@@ -21,35 +21,47 @@ pub const MEETINGS: CommandInfo = CommandInfo {
     args: QUERY_ARGS,
 };
 
+/// The clauses CRM.MEETINGS and CRM.FACETS share.
+const FILTER: Arg = Arg::new("filter", ArgKind::Block)
+    .token("FILTER")
+    .optional()
+    .multiple_token()
+    .of(&[
+        Arg::new("field", ArgKind::Text),
+        Arg::new("value", ArgKind::Text),
+    ]);
+const EXCLUDE: Arg = Arg::new("exclude", ArgKind::Block)
+    .token("EXCLUDE")
+    .optional()
+    .multiple_token()
+    .of(&[
+        Arg::new("field", ArgKind::Text),
+        Arg::new("value", ArgKind::Text),
+    ]);
+const RANGE: Arg = Arg::new("range", ArgKind::Block)
+    .token("RANGE")
+    .optional()
+    .multiple_token()
+    .of(&[
+        Arg::new("field", ArgKind::Text),
+        Arg::new("min", ArgKind::Text),
+        Arg::new("max", ArgKind::Text),
+    ]);
+const FORMAT: Arg = Arg::new("format", ArgKind::OneOf)
+    .token("FORMAT")
+    .optional()
+    .of(&[
+        Arg::new("json", ArgKind::PureToken).token("JSON"),
+        Arg::new("resp", ArgKind::PureToken).token("RESP"),
+    ]);
+
 /// The arguments of CRM.MEETINGS and CRM.EXPLAIN.
 const QUERY_ARGS: &[Arg] = &[
     INSTALLATION,
     Arg::new("user", ArgKind::Text),
-    Arg::new("filter", ArgKind::Block)
-        .token("FILTER")
-        .optional()
-        .multiple_token()
-        .of(&[
-            Arg::new("field", ArgKind::Text),
-            Arg::new("value", ArgKind::Text),
-        ]),
-    Arg::new("exclude", ArgKind::Block)
-        .token("EXCLUDE")
-        .optional()
-        .multiple_token()
-        .of(&[
-            Arg::new("field", ArgKind::Text),
-            Arg::new("value", ArgKind::Text),
-        ]),
-    Arg::new("range", ArgKind::Block)
-        .token("RANGE")
-        .optional()
-        .multiple_token()
-        .of(&[
-            Arg::new("field", ArgKind::Text),
-            Arg::new("min", ArgKind::Text),
-            Arg::new("max", ArgKind::Text),
-        ]),
+    FILTER,
+    EXCLUDE,
+    RANGE,
     Arg::new("sortby", ArgKind::Block)
         .token("SORTBY")
         .optional()
@@ -77,14 +89,34 @@ const QUERY_ARGS: &[Arg] = &[
             Arg::new("count", ArgKind::Integer),
             Arg::new("field", ArgKind::Text).multiple(),
         ]),
-    Arg::new("format", ArgKind::OneOf)
-        .token("FORMAT")
-        .optional()
-        .of(&[
-            Arg::new("json", ArgKind::PureToken).token("JSON"),
-            Arg::new("resp", ArgKind::PureToken).token("RESP"),
-        ]),
+    FORMAT,
 ];
+
+pub const FACETS: CommandInfo = CommandInfo {
+    name: "crm.facets",
+    flags: "readonly",
+    arity: -3,
+    writes: false,
+    summary: "Counts the meetings a user may see, filtered like CRM.MEETINGS, in each named value's set of each FIELD",
+    complexity: "O(C + M) where C is the size of the FILTER, EXCLUDE and FIELD sets read and M the number of candidate meetings",
+    since: "0.1.0",
+    args: &[
+        INSTALLATION,
+        Arg::new("user", ArgKind::Text),
+        FILTER,
+        EXCLUDE,
+        RANGE,
+        Arg::new("field", ArgKind::Block)
+            .token("FIELD")
+            .multiple_token()
+            .of(&[
+                Arg::new("field", ArgKind::Text),
+                Arg::new("count", ArgKind::Integer),
+                Arg::new("value", ArgKind::Text).multiple(),
+            ]),
+        FORMAT,
+    ],
+};
 
 pub const EXPLAIN: CommandInfo = CommandInfo {
     name: "crm.explain",
@@ -151,7 +183,15 @@ pub const REPAIR: CommandInfo = CommandInfo {
     args: &[INSTALLATION],
 };
 
-pub const ALL: [CommandInfo; 6] = [MEETINGS, EXPLAIN, MEETING_SET, MEETING_DEL, CHECK, REPAIR];
+pub const ALL: [CommandInfo; 7] = [
+    MEETINGS,
+    EXPLAIN,
+    FACETS,
+    MEETING_SET,
+    MEETING_DEL,
+    CHECK,
+    REPAIR,
+];
 
 /// The module's own ACL category, where the server has `RedisModule_AddACLCategory`.
 pub const ACL_CATEGORY: &str = "crm";

@@ -38,6 +38,8 @@ struct SetSizes<'q> {
     groups: Vec<SizedGroup<'q>>,
     /// EXCLUDE groups: a candidate in any of their sets is dropped.
     excludes: Vec<SizedGroup<'q>>,
+    /// CRM.FACETS's FIELDs, each value with its set's size.
+    facets: Vec<SizedGroup<'q>>,
     /// Whether the sort field has a sorted set; otherwise the hash field is the sort value.
     sort_index: bool,
     /// Nothing can match: the user sees no client, or a FILTER field has no member at all.
@@ -79,6 +81,7 @@ fn measure<'q, S: MeetingStore>(store: &S, query: &'q Query) -> Result<SetSizes<
     for range in &query.ranges {
         unranged |= !store.has_sort_index(installation, &range.field)?;
     }
+    let facets = sized_groups(store, installation, &query.facets)?;
     groups.sort_by_key(SizedGroup::estimate);
     let empty = clients == 0
         || unranged
@@ -87,6 +90,7 @@ fn measure<'q, S: MeetingStore>(store: &S, query: &'q Query) -> Result<SetSizes<
     Ok(SetSizes {
         groups,
         excludes,
+        facets,
         sort_index,
         empty,
         clients,
@@ -134,14 +138,14 @@ pub fn execute_traced<S: MeetingStore>(
     trace.record("plan", || describe(query, &sizes), groups, groups, started);
     let cursor = after_cursor(store, query, sizes.sort_index)?;
     if sizes.empty {
-        return Ok(Page::default());
+        return Ok(Page::nothing(query));
     }
     let installation = query.installation.as_slice();
     let candidates = candidates(store, query, &sizes, trace)?;
     let candidates = drop_excluded(store, installation, &sizes.excludes, candidates, trace)?;
     let candidates = keep_in_ranges(store, query, candidates, trace)?;
     if candidates.is_empty() {
-        return Ok(Page::default());
+        return Ok(Page::nothing(query));
     }
 
     // Client security: a meeting is visible only if its hash names a client the user sees.
@@ -179,11 +183,13 @@ pub fn execute_traced<S: MeetingStore>(
         visible.len(),
         started,
     );
+    let facets = count_facets(store, query, &sizes.facets, &visible, trace)?;
     let total = visible.len() as u64;
     if query.count == 0 || query.offset >= total {
         return Ok(Page {
             total,
             meetings: Vec::new(),
+            facets,
         });
     }
 
@@ -240,6 +246,7 @@ pub fn execute_traced<S: MeetingStore>(
     Ok(Page {
         total,
         meetings: page_ids.into_iter().zip(values).collect(),
+        facets,
     })
 }
 
@@ -425,6 +432,34 @@ fn keep_in_ranges<S: MeetingStore>(
         trace.record("range", detail, before, survivors.len(), started);
     }
     Ok(survivors)
+}
+
+/// CRM.FACETS: for each FIELD, how many of the visible matches each value's set holds.
+fn count_facets<S: MeetingStore>(
+    store: &S,
+    query: &Query,
+    facets: &[SizedGroup<'_>],
+    visible: &[Bytes],
+    trace: &mut Trace,
+) -> Result<Vec<Vec<u64>>, CrmError> {
+    let mut counts = Vec::with_capacity(facets.len());
+    for facet in facets {
+        let started = Instant::now();
+        let mut field_counts = Vec::with_capacity(facet.values.len());
+        for &(value, len) in &facet.values {
+            let one = SizedGroup {
+                field: facet.field,
+                values: vec![(value, len)],
+            };
+            let (members, _) = in_group(store, &query.installation, &one, visible)?;
+            field_counts.push(members.iter().filter(|&&member| member).count() as u64);
+        }
+        let counted: u64 = field_counts.iter().sum();
+        let detail = || format!("{} in each named value's set", printable(facet.field));
+        trace.record("facets", detail, visible.len(), counted as usize, started);
+        counts.push(field_counts);
+    }
+    Ok(counts)
 }
 
 /// Whether each of `ids` is in one of `group`'s sets, and how each set was read: whole when

@@ -3,6 +3,7 @@
 
 use std::collections::BinaryHeap;
 
+use super::query::Query;
 use super::types::Bytes;
 
 /// One page of a query's answer.
@@ -13,6 +14,23 @@ pub struct Page {
     /// Each meeting of the page in order, with the values of the returned fields
     /// (`details` unless RETURN names others); `None` where the hash lacks a field.
     pub meetings: Vec<(Bytes, Vec<Option<Bytes>>)>,
+    /// CRM.FACETS: per FIELD, the matches in each value's set, in the order named.
+    pub facets: Vec<Vec<u64>>,
+}
+
+impl Page {
+    /// No match: a total of 0, no meeting, every facet count 0.
+    pub fn nothing(query: &Query) -> Page {
+        Page {
+            total: 0,
+            meetings: Vec::new(),
+            facets: query
+                .facets
+                .iter()
+                .map(|facet| vec![0; facet.values.len()])
+                .collect(),
+        }
+    }
 }
 
 /// The `count` best items after skipping `offset`, in order. Keeps a max-heap of at most

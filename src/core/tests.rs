@@ -3,7 +3,7 @@
 
 use super::in_memory_store::InMemoryStore;
 use super::keyspace_path::{execute, execute_traced};
-use super::query::parse_query;
+use super::query::{parse_facets, parse_query};
 use super::trace::Trace;
 
 /// The seed's example data (crm-poc.txt), with dates in the `date` sorted set.
@@ -154,6 +154,40 @@ fn after_pages_from_a_meeting_in_the_query_order() {
     let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
     let error = execute(&store, &parse_query(&args, 1000).unwrap()).unwrap_err();
     assert_eq!(error.to_string(), "ERR AFTER: meeting '99' does not exist");
+}
+
+#[test]
+fn facets_count_the_visible_matches_in_each_value_set() {
+    let store = seed();
+    let facets = |words: &str| {
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+        let page = execute(&store, &parse_facets(&args).unwrap()).unwrap();
+        (page.total, page.facets)
+    };
+    // User 2 sees 11 and 19: both open, both email and sms.
+    let fields = "FIELD status 2 open close FIELD type 3 email sms call";
+    assert_eq!(
+        facets(&format!("10 2 FILTER status open {fields}")),
+        (2, vec![vec![2, 0], vec![2, 2, 0]])
+    );
+    // User 3 sees 19 (date 200) and 23 (date 50, open, in no type set).
+    assert_eq!(
+        facets(&format!(
+            "10 3 FILTER status open RANGE date 100 +inf {fields}"
+        )),
+        (1, vec![vec![1, 0], vec![1, 1, 0]])
+    );
+    assert_eq!(
+        facets(&format!(
+            "10 3 FILTER status open EXCLUDE type email {fields}"
+        )),
+        (1, vec![vec![1, 0], vec![0, 0, 0]])
+    );
+    // No match: every count is 0.
+    assert_eq!(
+        facets(&format!("10 nobody {fields}")),
+        (0, vec![vec![0, 0], vec![0, 0, 0]])
+    );
 }
 
 #[test]

@@ -46,6 +46,11 @@ const BOUNDS: [RangeBound; 14] = [
     ("(500", "(500"),
     ("1e2", "100"),
 ];
+/// The FIELDs of a CRM.FACETS query: every value, and one no meeting has.
+pub const FACETS: [(&str, &[&str]); 2] = [
+    ("status", &["open", "close"]),
+    ("type", &["email", "sms", "call", "fax"]),
+];
 const RANKS: [&str; 8] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10"];
 
 #[derive(Debug, Default, Clone)]
@@ -247,6 +252,7 @@ impl Dataset {
         let after = (!ids.is_empty() && rng.chance(25)).then(|| rng.pick(&ids).to_string());
         Query {
             after,
+            facets: false,
             installation: if rng.chance(95) {
                 self.installation.clone()
             } else {
@@ -375,9 +381,31 @@ impl Dataset {
                 (id.as_bytes().to_vec(), details)
             })
             .collect();
+        if query.facets {
+            let ids: Vec<&String> = rows.iter().map(|(_, id)| *id).collect();
+            let facets = FACETS
+                .iter()
+                .map(|(field, values)| {
+                    let counts = values
+                        .iter()
+                        .map(|value| {
+                            let count = ids.iter().filter(|id| in_set(field, value, id)).count();
+                            (value.as_bytes().to_vec(), count as i64)
+                        })
+                        .collect();
+                    (field.as_bytes().to_vec(), counts)
+                })
+                .collect();
+            return Answer {
+                total: rows.len() as i64,
+                facets,
+                ..Answer::default()
+            };
+        }
         Answer {
             total: rows.len() as i64,
             page,
+            ..Answer::default()
         }
     }
 }
@@ -391,6 +419,8 @@ pub struct Query {
     pub excludes: Vec<(String, String)>,
     /// AFTER this meeting instead of the offset.
     pub after: Option<String>,
+    /// CRM.FACETS with the FIELDs of [`FACETS`] instead of CRM.MEETINGS (no sort, no page).
+    pub facets: bool,
     /// RANGE date min max.
     pub ranges: Vec<(RangeBound, RangeBound)>,
     pub sort_field: String,
@@ -400,6 +430,15 @@ pub struct Query {
 }
 
 impl Query {
+    /// The module command this query is.
+    pub fn command(&self) -> &'static str {
+        if self.facets {
+            "CRM.FACETS"
+        } else {
+            "CRM.MEETINGS"
+        }
+    }
+
     pub fn module_args(&self) -> Vec<String> {
         let mut args = vec![self.installation.clone(), self.user.clone()];
         for (field, value) in &self.filters {
@@ -410,6 +449,17 @@ impl Query {
         }
         for ((min, _), (max, _)) in &self.ranges {
             args.extend(["RANGE", "date", min, max].map(String::from));
+        }
+        if self.facets {
+            for (field, values) in FACETS {
+                args.extend([
+                    "FIELD".to_string(),
+                    field.to_string(),
+                    values.len().to_string(),
+                ]);
+                args.extend(values.iter().map(|value| value.to_string()));
+            }
+            return args;
         }
         args.extend([
             "SORTBY".to_string(),
@@ -447,6 +497,15 @@ impl Query {
         }
         for ((_, min), (_, max)) in &self.ranges {
             args.extend(["~date".to_string(), format!("{min} {max}")]);
+        }
+        if self.facets {
+            for (field, values) in FACETS {
+                args.extend(
+                    values
+                        .iter()
+                        .flat_map(|value| [format!("#{field}"), value.to_string()]),
+                );
+            }
         }
         args
     }

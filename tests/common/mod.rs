@@ -259,12 +259,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A decoded CRM.MEETINGS reply: total, then `(id, details)` pairs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A decoded CRM.MEETINGS reply: total, then `(id, details)` pairs; or a CRM.FACETS reply:
+/// total, then `(field, [(value, count)])`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Answer {
     pub total: i64,
     pub page: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub facets: Vec<(Vec<u8>, FacetCounts)>,
 }
+
+/// One FIELD's values with their counts.
+pub type FacetCounts = Vec<(Vec<u8>, i64)>;
 
 impl Answer {
     pub fn ids(&self) -> Vec<String> {
@@ -283,24 +288,38 @@ pub fn decode(value: Value) -> Answer {
     let Some(Value::Int(total)) = items.next() else {
         panic!("no total")
     };
-    let page = items
-        .map(|pair| {
-            let Value::Array(pair) = pair else {
-                panic!("not a pair: {pair:?}")
-            };
-            let [id, details]: [Value; 2] = pair.try_into().expect("pair of two");
-            let Value::BulkString(id) = id else {
-                panic!("id not a bulk string: {id:?}")
-            };
-            let details = match details {
-                Value::BulkString(details) => Some(details),
-                Value::Nil => None,
-                other => panic!("details not bulk or nil: {other:?}"),
-            };
-            (id, details)
-        })
-        .collect();
-    Answer { total, page }
+    let mut answer = Answer {
+        total,
+        ..Answer::default()
+    };
+    for pair in items {
+        let Value::Array(pair) = pair else {
+            panic!("not a pair: {pair:?}")
+        };
+        let [id, details]: [Value; 2] = pair.try_into().expect("pair of two");
+        let Value::BulkString(id) = id else {
+            panic!("id not a bulk string: {id:?}")
+        };
+        let details = match details {
+            Value::BulkString(details) => Some(details),
+            Value::Nil => None,
+            // CRM.FACETS: a field and its values with their counts.
+            Value::Array(counts) => {
+                let counts = counts
+                    .chunks(2)
+                    .map(|pair| match pair {
+                        [Value::BulkString(value), Value::Int(count)] => (value.clone(), *count),
+                        other => panic!("not a value and a count: {other:?}"),
+                    })
+                    .collect();
+                answer.facets.push((id, counts));
+                continue;
+            }
+            other => panic!("details not bulk or nil: {other:?}"),
+        };
+        answer.page.push((id, details));
+    }
+    answer
 }
 
 /// CRM.MEETINGS with the given arguments after the command name.

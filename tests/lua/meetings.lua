@@ -9,7 +9,9 @@ orders rows by the module's rules. It is the benchmark baseline and the tests' o
 ARGV: installation, user, sort field, ASC|DESC, offset, count, then field/value pairs: a
 FILTER; an EXCLUDE where the field is written with a leading '-'; a RANGE where it is
 written with a leading '~' and the value is "min max" (numbers or -inf/+inf, a leading '('
-for an exclusive bound, as ZRANGEBYSCORE takes them). An offset written '@<id>' is AFTER <id>.
+for an exclusive bound, as ZRANGEBYSCORE takes them); a FIELD of CRM.FACETS where it is
+written with a leading '#' (then the reply is CRM.FACETS's). An offset written '@<id>' is
+AFTER <id>.
 ]]
 
 local installation, user, sort_field = ARGV[1], ARGV[2], ARGV[3]
@@ -19,9 +21,17 @@ local offset, count = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
 
 -- Candidates: a union of value sets per field, intersected across fields.
 local value_keys, fields, excluded_keys, ranges = {}, {}, {}, {}
+local facet_values, facet_fields = {}, {}
 for i = 7, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
-  if string.sub(field, 1, 1) == '~' then
+  if string.sub(field, 1, 1) == '#' then
+    local name = string.sub(field, 2)
+    if not facet_values[name] then
+      facet_values[name] = {}
+      facet_fields[#facet_fields + 1] = name
+    end
+    table.insert(facet_values[name], value)
+  elseif string.sub(field, 1, 1) == '~' then
     local min, max = string.match(value, '^(%S+) (%S+)$')
     ranges[#ranges + 1] = { field = string.sub(field, 2), min = min, max = max }
   elseif string.sub(field, 1, 1) == '-' then
@@ -178,6 +188,25 @@ local function row_less(x, y)
   return id_less(x.id, y.id)
 end
 table.sort(rows, row_less)
+
+-- CRM.FACETS: the matches in each named value's set.
+if #facet_fields > 0 then
+  local reply = { #rows }
+  for _, field in ipairs(facet_fields) do
+    local counts = {}
+    for _, value in ipairs(facet_values[field]) do
+      local key = 'meeting_' .. field .. ':' .. value .. '_ins_' .. installation
+      local count = 0
+      for _, row in ipairs(rows) do
+        count = count + redis.call('SISMEMBER', key, row.id)
+      end
+      counts[#counts + 1] = value
+      counts[#counts + 1] = count
+    end
+    reply[#reply + 1] = { field, counts }
+  end
+  return reply
+end
 
 -- AFTER: the page starts at the first row ranking after the cursor.
 if cursor then

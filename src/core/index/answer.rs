@@ -154,6 +154,9 @@ impl<C> Index<C> {
         };
         let estimate = usize::try_from(candidates_estimate).unwrap_or(usize::MAX);
         trace.record("client security", how, estimate, total as usize, started);
+        let Some(facets) = facet_counts(&self.sets, query, &matches) else {
+            return Ok(Answer::Unsupported("a set the query reads is not loaded"));
+        };
 
         let Some(sort) = self.sorts.get(&query.sort.field) else {
             return Ok(Answer::Unsupported("the sort field has no sorted set"));
@@ -166,6 +169,7 @@ impl<C> Index<C> {
                 Page {
                     total,
                     meetings: Vec::new(),
+                    facets,
                 },
                 kind,
             ));
@@ -197,7 +201,7 @@ impl<C> Index<C> {
         };
         trace.record("page", detail, page.len(), page.len(), started);
 
-        self.read_page(store, query, &page, total, kind, trace)
+        self.read_page(store, query, &page, (total, facets), kind, trace)
     }
 
     /// One read of each page meeting's hash: its client, for the check, and the fields.
@@ -206,7 +210,7 @@ impl<C> Index<C> {
         store: &S,
         query: &Query,
         page: &[u32],
-        total: u64,
+        (total, facets): (u64, Vec<Vec<u64>>),
         kind: PlanKind,
         trace: &mut Trace,
     ) -> Result<Answer, CrmError> {
@@ -233,6 +237,7 @@ impl<C> Index<C> {
             Page {
                 total,
                 meetings: ids.into_iter().zip(rows).collect(),
+                facets,
             },
             kind,
         ))
@@ -402,6 +407,25 @@ fn excluded<C>(
         }
     }
     Some(union)
+}
+
+/// CRM.FACETS: for each FIELD, the matches in each value's set; `None` when one is not
+/// loaded.
+fn facet_counts<C>(
+    sets: &PartMap<SetName, Loaded<C, RoaringBitmap>>,
+    query: &Query,
+    matches: &RoaringBitmap,
+) -> Option<Vec<Vec<u64>>> {
+    let mut counts = Vec::with_capacity(query.facets.len());
+    for facet in &query.facets {
+        let mut field_counts = Vec::with_capacity(facet.values.len());
+        for value in &facet.values {
+            let name = SetName::Value(facet.field.clone(), value.clone());
+            field_counts.push(sets.get(&name)?.data.intersection_len(matches));
+        }
+        counts.push(field_counts);
+    }
+    Some(counts)
 }
 
 /// The meetings inside every RANGE (`None` inside: no RANGE); `None` when a RANGE field's

@@ -87,7 +87,8 @@ pub fn parts_of(query: &Query) -> Vec<Part> {
             .collect()
     };
     // In the keyspace path's order: FILTER sets, EXCLUDE sets, the installation's set
-    // (without FILTER), the sort, the RANGE sorts, the user's clients.
+    // (without FILTER), the sort, the RANGE sorts, the FIELD sets of CRM.FACETS, the user's
+    // clients.
     let mut parts = value_sets(&query.filters);
     parts.extend(value_sets(&query.excludes));
     if query.filters.is_empty() {
@@ -100,6 +101,7 @@ pub fn parts_of(query: &Query) -> Vec<Part> {
             parts.push(part);
         }
     }
+    parts.extend(value_sets(&query.facets));
     parts.push(Part::Clients(query.user.clone()));
     parts
 }

@@ -8,7 +8,7 @@ use super::plan::PlanKind;
 use super::*;
 use crate::core::in_memory_store::{InMemoryCursor, InMemoryStore};
 use crate::core::keyspace_path::execute;
-use crate::core::query::parse_query;
+use crate::core::query::{parse_facets, parse_query};
 use crate::core::trace::Trace;
 use crate::core::types::Effect;
 use seeded::Rng;
@@ -146,6 +146,21 @@ fn random_query(rng: &mut Rng) -> Query {
             rng.below(30).to_string(),
             rng.below(12).to_string(),
         ]);
+    }
+    // A fifth of the queries are CRM.FACETS with the same clauses.
+    if rng.below(5) == 0 {
+        let clauses = words
+            .iter()
+            .position(|word| word == "SORTBY")
+            .unwrap_or(words.len());
+        words.truncate(clauses);
+        words.extend(
+            "FIELD status 3 open close fax FIELD type 2 sms email"
+                .split(' ')
+                .map(String::from),
+        );
+        let args: Vec<&[u8]> = words.iter().map(String::as_bytes).collect();
+        return parse_facets(&args).unwrap();
     }
     let args: Vec<&[u8]> = words.iter().map(String::as_bytes).collect();
     parse_query(&args, 1000).unwrap()

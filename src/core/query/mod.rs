@@ -78,6 +78,9 @@ pub struct Query {
     pub format: Format,
     /// RETURN: the hash fields to return instead of `details`.
     pub returns: Option<Vec<Bytes>>,
+    /// CRM.FACETS's FIELDs: the matches are counted in each value's set (empty for
+    /// CRM.MEETINGS).
+    pub facets: Vec<FilterGroup>,
 }
 
 impl Query {
@@ -102,20 +105,50 @@ pub const DEFAULT_SORT_FIELD: &[u8] = b"date";
 /// The most fields RETURN may name.
 pub const MAX_RETURN_FIELDS: u64 = 64;
 pub const DEFAULT_COUNT: u64 = 10;
+/// The most values one FIELD of CRM.FACETS may name.
+pub const MAX_FACET_VALUES: u64 = 256;
 
-/// Parses `<installation> <user> [FILTER f v]... [EXCLUDE f v]... [SORTBY f [ASC|DESC]]
-/// [LIMIT off cnt]
+/// Parses CRM.MEETINGS: `<installation> <user> [FILTER f v]... [EXCLUDE f v]...
+/// [RANGE f min max]... [SORTBY f [ASC|DESC]] [LIMIT off cnt | AFTER id cnt]
 /// [RETURN n f...] [FORMAT JSON|RESP]` (the arguments after the command name).
-/// `max_page` caps LIMIT's count.
+/// `max_page` caps the page's count.
 pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
+    parse(args, max_page, Command::Meetings)
+}
+
+/// Parses CRM.FACETS: `<installation> <user> [FILTER f v]... [EXCLUDE f v]...
+/// [RANGE f min max]... FIELD f n v... [FIELD f n v...]... [FORMAT JSON|RESP]`, as a query
+/// with `facets` and no page.
+pub fn parse_facets(args: &[&[u8]]) -> Result<Query, CrmError> {
+    let query = parse(args, 0, Command::Facets)?;
+    if query.facets.is_empty() {
+        return Err(bad(
+            "CRM.FACETS needs at least one FIELD <field> <n> <value>...",
+        ));
+    }
+    Ok(query)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Command {
+    Meetings,
+    Facets,
+}
+
+fn parse(args: &[&[u8]], max_page: u64, command: Command) -> Result<Query, CrmError> {
     let (installation, user, mut rest) = match args {
         [installation, user, rest @ ..] => (installation.to_vec(), user.to_vec(), rest),
         _ => {
             return Err(CrmError::WrongArity {
-                command: "crm.meetings",
+                command: match command {
+                    Command::Meetings => "crm.meetings",
+                    Command::Facets => "crm.facets",
+                },
             })
         }
     };
+    let pages = command == Command::Meetings;
+    let mut facets: Vec<FilterGroup> = Vec::new();
     let mut filters: Vec<FilterGroup> = Vec::new();
     let mut seen = HashMap::new();
     let mut excludes: Vec<FilterGroup> = Vec::new();
@@ -160,7 +193,46 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
                 min: parse_range_bound(min, "min")?,
                 max: parse_range_bound(max, "max")?,
             });
-        } else if option.eq_ignore_ascii_case(b"SORTBY") {
+        } else if !pages && option.eq_ignore_ascii_case(b"FIELD") {
+            let [field, count, tail @ ..] = rest else {
+                return Err(bad("FIELD needs a field, a count and values"));
+            };
+            if field.is_empty() {
+                return Err(bad("FIELD field must not be empty"));
+            }
+            if facets.iter().any(|facet| facet.field == *field) {
+                return Err(bad(&format!(
+                    "FIELD '{}' given more than once",
+                    printable(field)
+                )));
+            }
+            let count = parse_non_negative(count, "FIELD count")?;
+            if count == 0 || count > MAX_FACET_VALUES {
+                return Err(bad(&format!(
+                    "FIELD count must be from 1 to {MAX_FACET_VALUES}, got {count}"
+                )));
+            }
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            let (Some(values), Some(tail)) = (tail.get(..count), tail.get(count..)) else {
+                return Err(bad(&format!(
+                    "FIELD {} needs {count} values",
+                    printable(field)
+                )));
+            };
+            let mut distinct = HashSet::new();
+            if let Some(repeated) = values.iter().find(|value| !distinct.insert(**value)) {
+                return Err(bad(&format!(
+                    "FIELD {}: value '{}' given twice",
+                    printable(field),
+                    printable(repeated)
+                )));
+            }
+            rest = tail;
+            facets.push(FilterGroup {
+                field: field.to_vec(),
+                values: values.iter().map(|value| value.to_vec()).collect(),
+            });
+        } else if pages && option.eq_ignore_ascii_case(b"SORTBY") {
             let [field, tail @ ..] = rest else {
                 return Err(bad("SORTBY needs a field"));
             };
@@ -184,7 +256,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
                 field: field.to_vec(),
                 direction,
             });
-        } else if option.eq_ignore_ascii_case(b"LIMIT") {
+        } else if pages && option.eq_ignore_ascii_case(b"LIMIT") {
             let [offset, count, tail @ ..] = rest else {
                 return Err(bad("LIMIT needs an offset and a count"));
             };
@@ -197,7 +269,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
             }
             let offset = parse_non_negative(offset, "LIMIT offset")?;
             limit = Some((offset, page_count(count, "LIMIT", max_page)?));
-        } else if option.eq_ignore_ascii_case(b"AFTER") {
+        } else if pages && option.eq_ignore_ascii_case(b"AFTER") {
             let [id, count, tail @ ..] = rest else {
                 return Err(bad("AFTER needs a meeting id and a count"));
             };
@@ -230,7 +302,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
                     printable(word)
                 )));
             });
-        } else if option.eq_ignore_ascii_case(b"RETURN") {
+        } else if pages && option.eq_ignore_ascii_case(b"RETURN") {
             let [count, tail @ ..] = rest else {
                 return Err(bad("RETURN needs a count and field names"));
             };
@@ -254,8 +326,14 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
             rest = tail;
             returns = Some(fields.iter().map(|field| field.to_vec()).collect());
         } else {
+            let expected = match command {
+                Command::Meetings => {
+                    "FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT"
+                }
+                Command::Facets => "FILTER, EXCLUDE, RANGE, FIELD or FORMAT",
+            };
             return Err(bad(&format!(
-                "unknown option '{}': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT",
+                "unknown option '{}': expected {expected}",
                 printable(option)
             )));
         }
@@ -264,7 +342,9 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
     let (offset, count, after) = match (limit, after) {
         (Some((offset, count)), _) => (offset, count, None),
         (None, Some((id, count))) => (0, count, Some(id)),
-        (None, None) => (0, DEFAULT_COUNT.min(max_page), None),
+        (None, None) if pages => (0, DEFAULT_COUNT.min(max_page), None),
+        // CRM.FACETS: the total and the counts, no page.
+        (None, None) => (0, 0, None),
     };
     Ok(Query {
         installation,
@@ -281,6 +361,7 @@ pub fn parse_query(args: &[&[u8]], max_page: u64) -> Result<Query, CrmError> {
         after,
         format: format.unwrap_or(Format::Resp),
         returns,
+        facets,
     })
 }
 
@@ -373,193 +454,4 @@ fn bad(message: &str) -> CrmError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(words: &str) -> Result<Query, CrmError> {
-        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
-        parse_query(&args, 1000)
-    }
-
-    fn message(words: &str) -> String {
-        parse(words).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn defaults() {
-        let query = parse("10 1").unwrap();
-        assert_eq!(query.installation, b"10");
-        assert_eq!(query.user, b"1");
-        assert!(query.filters.is_empty());
-        assert_eq!(query.sort.field, b"date");
-        assert_eq!(query.sort.direction, Direction::Asc);
-        assert_eq!((query.offset, query.count), (0, 10));
-    }
-
-    #[test]
-    fn filters_group_by_field_and_drop_repeats() {
-        let query =
-            parse("10 1 FILTER type email filter status open FILTER type sms FILTER type email")
-                .unwrap();
-        assert_eq!(query.filters.len(), 2);
-        assert_eq!(query.filters[0].field, b"type");
-        assert_eq!(
-            query.filters[0].values,
-            vec![b"email".to_vec(), b"sms".to_vec()]
-        );
-        assert_eq!(query.filters[1].values, vec![b"open".to_vec()]);
-        let query = parse("10 1 FILTER type email EXCLUDE status close exclude type sms").unwrap();
-        assert_eq!(query.filters.len(), 1);
-        assert_eq!(query.excludes.len(), 2);
-        assert_eq!(query.excludes[0].field, b"status");
-        assert_eq!(query.excludes[1].values, vec![b"sms".to_vec()]);
-    }
-
-    #[test]
-    fn sortby_and_limit() {
-        let query = parse("10 1 SORTBY created desc LIMIT 20 5").unwrap();
-        assert_eq!(query.sort.field, b"created");
-        assert_eq!(query.sort.direction, Direction::Desc);
-        assert_eq!((query.offset, query.count), (20, 5));
-        // A field named like a keyword after SORTBY is the field, not a direction.
-        let query = parse("10 1 SORTBY asc").unwrap();
-        assert_eq!(query.sort.field, b"asc");
-        assert_eq!(query.sort.direction, Direction::Asc);
-        assert_eq!(parse("10 1 LIMIT 0 0").unwrap().count, 0);
-    }
-
-    #[test]
-    fn errors_name_the_bad_argument() {
-        assert_eq!(
-            message("10"),
-            "ERR wrong number of arguments for 'crm.meetings' command"
-        );
-        assert_eq!(
-            message("10 1 FILTER type"),
-            "ERR FILTER needs a field and a value"
-        );
-        assert_eq!(
-            message("10 1 FILTER  x"),
-            "ERR FILTER field must not be empty"
-        );
-        assert_eq!(
-            message("10 1 AFTER 5"),
-            "ERR AFTER needs a meeting id and a count"
-        );
-        assert_eq!(
-            message("10 1 AFTER 5 2000"),
-            "ERR AFTER count 2000 is above the maximum page size 1000 (crm.max-page)"
-        );
-        for both in ["10 1 LIMIT 0 5 AFTER 5 5", "10 1 AFTER 5 5 LIMIT 0 5"] {
-            assert_eq!(
-                message(both),
-                "ERR LIMIT and AFTER cannot be combined: AFTER <id> <count> pages from a \
-                 meeting, LIMIT by offset"
-            );
-        }
-        let query = parse("10 1 AFTER 17 3").unwrap();
-        assert_eq!(
-            (query.after, query.offset, query.count),
-            (Some(b"17".to_vec()), 0, 3)
-        );
-        assert_eq!(
-            message("10 1 RANGE date 1"),
-            "ERR RANGE needs a field, a min and a max"
-        );
-        assert_eq!(
-            message("10 1 RANGE date 1 soon"),
-            "ERR RANGE max must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
-             date (a leading '(' excludes it), got 'soon'"
-        );
-        assert_eq!(
-            message("10 1 RANGE date 2025-02-30 +inf"),
-            "ERR RANGE min must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
-             date (a leading '(' excludes it), got '2025-02-30'"
-        );
-        let range = parse("10 1 RANGE date (2025-03-04 2025-03-04T10:00:00+01:00")
-            .unwrap()
-            .ranges;
-        assert_eq!(range[0].min.score, 1_741_046_400.0);
-        assert!(range[0].min.exclusive);
-        assert_eq!(range[0].max.score, 1_741_046_400.0 + 9.0 * 3_600.0);
-        assert!(!range[0].max.exclusive);
-        assert_eq!(
-            check_ranges(&parse("10 1 RANGE rank 1 2").unwrap(), &[b"date".to_vec()])
-                .unwrap_err()
-                .to_string(),
-            "ERR RANGE field 'rank' has no sorted set: crm.sort-fields is 'date' (add the \
-             field there, then CRM.REPAIR each installation to fill its sorted set)"
-        );
-        assert_eq!(
-            message("10 1 EXCLUDE status"),
-            "ERR EXCLUDE needs a field and a value"
-        );
-        assert_eq!(
-            message("10 1 EXCLUDE  x"),
-            "ERR EXCLUDE field must not be empty"
-        );
-        assert_eq!(message("10 1 SORTBY"), "ERR SORTBY needs a field");
-        assert_eq!(
-            message("10 1 LIMIT 5"),
-            "ERR LIMIT needs an offset and a count"
-        );
-        assert_eq!(
-            message("10 1 LIMIT -1 5"),
-            "ERR LIMIT offset must be a non-negative integer, got '-1'"
-        );
-        assert_eq!(
-            message("10 1 LIMIT 0 x"),
-            "ERR LIMIT count must be a non-negative integer, got 'x'"
-        );
-        assert_eq!(
-            message("10 1 LIMIT 0 1001"),
-            "ERR LIMIT count 1001 is above the maximum page size 1000 (crm.max-page)"
-        );
-        assert_eq!(
-            message("10 1 LIMIT 0 99999999999999999999"),
-            "ERR LIMIT count must be a non-negative integer, got '99999999999999999999'"
-        );
-        assert_eq!(
-            message("10 1 ORDER date"),
-            "ERR unknown option 'ORDER': expected FILTER, EXCLUDE, RANGE, SORTBY, LIMIT, AFTER, RETURN or FORMAT"
-        );
-        assert_eq!(
-            message("10 1 LIMIT 0 1 LIMIT 0 2"),
-            "ERR LIMIT given more than once"
-        );
-        assert_eq!(
-            message("10 1 SORTBY a SORTBY b"),
-            "ERR SORTBY given more than once"
-        );
-        assert!(message("10 1 LIMIT +1 2").contains("offset"));
-        assert_eq!(
-            message("10 1 FORMAT XML"),
-            "ERR FORMAT must be JSON or RESP, got 'XML'"
-        );
-        assert_eq!(message("10 1 FORMAT"), "ERR FORMAT needs JSON or RESP");
-        assert_eq!(message("10 1 RETURN 2 a"), "ERR RETURN needs 2 field names");
-        assert_eq!(
-            message("10 1 RETURN 0"),
-            "ERR RETURN count must be from 1 to 64, got 0"
-        );
-        assert_eq!(
-            message("10 1 RETURN x a"),
-            "ERR RETURN count must be a non-negative integer, got 'x'"
-        );
-    }
-
-    #[test]
-    fn format_and_return() {
-        let query = parse("10 1 RETURN 2 subject owner LIMIT 0 5 format json").unwrap();
-        assert_eq!(query.format, Format::Json);
-        assert_eq!(
-            query.returns,
-            Some(vec![b"subject".to_vec(), b"owner".to_vec()])
-        );
-        assert_eq!(query.returned_fields(), vec![&b"subject"[..], b"owner"]);
-        assert_eq!(
-            parse("10 1").unwrap().returned_fields(),
-            vec![&b"details"[..]]
-        );
-    }
-}
+mod tests;
