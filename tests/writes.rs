@@ -134,12 +134,18 @@ fn validation_errors_write_nothing() {
         (
             "CRM.MEETING.SET",
             &["10", "12", "clientid", "3", "date", "tomorrow"],
-            "ERR date must be a number or an RFC 3339 date-time, got 'tomorrow'",
+            "ERR date must be a number, an RFC 3339 date-time or a YYYY-MM-DD date, got 'tomorrow'",
         ),
         (
             "CRM.MEETING.SET",
             &["10", "12", "clientid", "3", "date", "2017-02-30T00:00:00Z"],
-            "ERR date must be a number or an RFC 3339 date-time, got '2017-02-30T00:00:00Z'",
+            "ERR date must be a number, an RFC 3339 date-time or a YYYY-MM-DD date, got '2017-02-30T00:00:00Z'",
+        ),
+        (
+            "CRM.MEETING.SET",
+            &["10", "12", "clientid", "3", "date", "1718000000000"],
+            "ERR date 1718000000000 looks like milliseconds: sort fields take Unix seconds \
+             (divide by 1000), an RFC 3339 date-time or a YYYY-MM-DD date",
         ),
         (
             "CRM.MEETING.SET",

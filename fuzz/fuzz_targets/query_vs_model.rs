@@ -35,7 +35,21 @@ const FIELDS: [(&str, [&str; 3]); 2] = [
     ("type", ["email", "sms", "call"]),
     ("status", ["open", "close", "x"]),
 ];
-const RANKS: [&str; 10] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10", "-0", "0"];
+const RANKS: [&str; 13] = [
+    "5",
+    "-1.5",
+    "tbd",
+    "",
+    "1e3",
+    "5",
+    "7",
+    "0x10",
+    "-0",
+    "0",
+    "2017-06-10T09:30:00Z",
+    "2017-06-10T11:30:00+02:00",
+    "2017-06-10",
+];
 const SCORES: [f64; 6] = [1.0, 2.0, 2.0, -5.0, 1e300, 0.5];
 /// RANGE bounds: the module's text and the bound as (score, exclusive).
 const BOUNDS: [(&str, f64, bool); 8] = [

@@ -14,7 +14,7 @@ use super::query::{FilterGroup, Query};
 use super::store::MeetingStore;
 use super::trace::Trace;
 use super::types::{Bytes, SetRef};
-use super::values::parse_sort_value;
+use super::values::hash_sort_value;
 use crate::error::{printable, CrmError};
 
 /// One FILTER field with the size of each of its value sets.
@@ -199,7 +199,7 @@ pub fn execute_traced<S: MeetingStore>(
     } else {
         hash_values
             .iter()
-            .map(|raw| raw.as_deref().and_then(parse_sort_value))
+            .map(|raw| raw.as_deref().and_then(hash_sort_value))
             .collect()
     };
     let with_value = values.iter().filter(|value| value.is_some()).count();
@@ -282,7 +282,7 @@ pub fn after_cursor<S: MeetingStore>(
         let scores = store.sort_scores(installation, &query.sort.field, &ids)?;
         scores.into_iter().next().flatten()
     } else {
-        row.sort_value.as_deref().and_then(parse_sort_value)
+        row.sort_value.as_deref().and_then(hash_sort_value)
     };
     Ok(Some(Cursor {
         id: id.clone(),

@@ -14,6 +14,18 @@ pub fn parse_sort_value(raw: &[u8]) -> Option<f64> {
     std::str::from_utf8(raw).ok()?.parse::<f64>().ok()
 }
 
+/// A hash field's value as the sort value of a hash-field sort: a plain decimal number, an
+/// RFC 3339 date-time or a `YYYY-MM-DD` date (as Unix seconds); anything else sorts last.
+pub fn hash_sort_value(raw: &[u8]) -> Option<f64> {
+    parse_sort_value(raw)
+        .or_else(|| parse_rfc3339(raw))
+        .or_else(|| parse_date(raw))
+}
+
+/// Sort-field numbers above this (in magnitude) look like milliseconds, not seconds: 1e11
+/// seconds is the year 5138, 1e11 milliseconds is 1973.
+pub const MILLISECONDS_FROM: f64 = 1e11;
+
 /// Whether `bytes` is one valid JSON document.
 pub fn is_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
@@ -157,6 +169,24 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_sort_values_read_numbers_and_dates() {
+        assert_eq!(hash_sort_value(b"42"), Some(42.0));
+        assert_eq!(hash_sort_value(b"2017-06-10"), Some(1_497_052_800.0));
+        assert_eq!(
+            hash_sort_value(b"2017-06-10T11:30:00+02:00"),
+            hash_sort_value(b"2017-06-10T09:30:00Z")
+        );
+        assert_eq!(hash_sort_value(b"2017-02-30"), None);
+        assert_eq!(hash_sort_value(b"tomorrow"), None);
+        assert_eq!(parse_date(b"2024-02-29"), Some(1_709_164_800.0));
+        assert_eq!(parse_date(b"2023-02-29"), None);
+        assert_eq!(parse_date(b"2024-2-29"), None);
+        assert_eq!(parse_bound(b"-INF"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_bound(b"+inf"), Some(f64::INFINITY));
+        assert_eq!(parse_bound(b"nan"), None);
+    }
 
     #[test]
     fn sort_values() {

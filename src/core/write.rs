@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::store::MeetingWriter;
 use super::types::{Bytes, Effect, CLIENT_FIELD, DETAILS_FIELD, INSTALLATION_FIELD};
-use super::values::{is_json, sort_score};
+use super::values::{is_json, parse_sort_value, sort_score, MILLISECONDS_FROM};
 use crate::error::{printable, CrmError};
 
 /// Which hash fields are indexed, from `crm.filter-fields` and `crm.sort-fields`.
@@ -114,12 +114,22 @@ pub fn validate(write: &MeetingWrite, schema: &Schema) -> Result<(), CrmError> {
                 printable(&write.id)
             )));
         }
-        if schema.sort_fields.contains(field) && sort_score(value).is_none() {
-            return Err(CrmError::BadArgument(format!(
-                "{} must be a number or an RFC 3339 date-time, got '{}'",
-                printable(field),
-                printable(value)
-            )));
+        if schema.sort_fields.contains(field) {
+            let Some(score) = sort_score(value) else {
+                return Err(CrmError::BadArgument(format!(
+                    "{} must be a number, an RFC 3339 date-time or a YYYY-MM-DD date, got '{}'",
+                    printable(field),
+                    printable(value)
+                )));
+            };
+            if score.abs() >= MILLISECONDS_FROM && parse_sort_value(value).is_some() {
+                return Err(CrmError::BadArgument(format!(
+                    "{} {} looks like milliseconds: sort fields take Unix seconds (divide by \
+                     1000), an RFC 3339 date-time or a YYYY-MM-DD date",
+                    printable(field),
+                    printable(value)
+                )));
+            }
         }
         if field == CLIENT_FIELD && value.is_empty() {
             return Err(CrmError::BadArgument("clientid must not be empty".into()));
@@ -379,7 +389,22 @@ mod tests {
             check(&["10", "1", "date", "tomorrow"])
                 .unwrap_err()
                 .to_string(),
-            "ERR date must be a number or an RFC 3339 date-time, got 'tomorrow'"
+            "ERR date must be a number, an RFC 3339 date-time or a YYYY-MM-DD date, got 'tomorrow'"
+        );
+        assert_eq!(
+            check(&["10", "1", "date", "2025-03-04"]).map_err(|e| e.to_string()),
+            Ok(())
+        );
+        assert_eq!(
+            check(&["10", "1", "date", "99999999999"]).map_err(|e| e.to_string()),
+            Ok(())
+        );
+        assert_eq!(
+            check(&["10", "1", "date", "1718000000000"])
+                .unwrap_err()
+                .to_string(),
+            "ERR date 1718000000000 looks like milliseconds: sort fields take Unix seconds \
+             (divide by 1000), an RFC 3339 date-time or a YYYY-MM-DD date"
         );
     }
 

