@@ -13,6 +13,7 @@ use redis_module::configuration::{
 use redis_module::{Context, RedisError, RedisString};
 
 use crate::core::index::plan::{parse_plan_setting, PlanSetting};
+use crate::core::query::QueryFields;
 use crate::core::types::Bytes;
 use crate::core::write::Schema;
 use crate::error::CrmError;
@@ -123,6 +124,10 @@ pub static FILTER_FIELDS: TextSetting<Vec<Bytes>> =
 /// `crm.sort-fields`: hash fields with a ZSET of their value, kept by the write commands.
 pub static SORT_FIELDS: TextSetting<Vec<Bytes>> =
     TextSetting::new("sort-fields", "date", parse_field_list);
+/// `crm.hash-sort-fields`: hash fields SORTBY may name without a ZSET, sorted from the
+/// meeting hash's field (the seed's `SORT BY meeting:*->field`).
+pub static HASH_SORT_FIELDS: TextSetting<Vec<Bytes>> =
+    TextSetting::new("hash-sort-fields", "", parse_field_list);
 
 /// `crm.index-plan`: how queries use the index (`auto`, or one plan forced, or `keyspace`
 /// to bypass it), for comparing plans and for tests.
@@ -168,10 +173,21 @@ fn parse_preload(text: &str) -> Result<Preload, String> {
     }
 }
 
-/// Space-separated field names, each once.
+/// Field names separated by spaces, each once. Other separators (commas, tabs, newlines)
+/// and control characters are refused: `type,status` would be one field of that name.
 fn parse_field_list(text: &str) -> Result<Vec<Bytes>, String> {
+    if let Some(bad) = text
+        .chars()
+        .find(|c| matches!(c, ',' | ';') || c.is_control())
+    {
+        return Err(format!(
+            "fields are separated by spaces only, and a field name holds no {:?}: \
+             write \"type status\"",
+            bad
+        ));
+    }
     let mut fields: Vec<Bytes> = Vec::new();
-    for name in text.split_ascii_whitespace() {
+    for name in text.split(' ').filter(|name| !name.is_empty()) {
         if fields.iter().any(|known| known == name.as_bytes()) {
             return Err(format!("field '{name}' is listed twice"));
         }
@@ -363,7 +379,8 @@ static TEMPLATES: [&TextSetting<Template>; 6] = [
     &SORT_KEY,
     &SORT_MEMBER,
 ];
-static FIELD_LISTS: [&TextSetting<Vec<Bytes>>; 2] = [&FILTER_FIELDS, &SORT_FIELDS];
+static FIELD_LISTS: [&TextSetting<Vec<Bytes>>; 3] =
+    [&FILTER_FIELDS, &SORT_FIELDS, &HASH_SORT_FIELDS];
 
 /// The indexed fields in force now.
 pub fn schema() -> Result<Schema, CrmError> {
@@ -373,9 +390,13 @@ pub fn schema() -> Result<Schema, CrmError> {
     })
 }
 
-/// `crm.sort-fields` in force now.
-pub fn sort_fields() -> Result<Arc<Vec<Bytes>>, CrmError> {
-    SORT_FIELDS.current()
+/// The fields queries may name, in force now.
+pub fn query_fields() -> Result<QueryFields, CrmError> {
+    Ok(QueryFields {
+        filter: FILTER_FIELDS.current()?,
+        sort: SORT_FIELDS.current()?,
+        hash_sort: HASH_SORT_FIELDS.current()?,
+    })
 }
 
 pub fn max_page() -> u64 {

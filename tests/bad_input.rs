@@ -72,10 +72,21 @@ fn malformed_arguments() {
             "ERR RANGE max must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
              date (a leading '(' excludes it), got '((5'",
         ),
+        ("10 1 RANGE rank 0 5", "ERR unknown sort field 'rank': sort fields are date (crm.sort-fields, by a sorted set) \
+             and none (crm.hash-sort-fields, by the meeting hash's field); add the field to one of \
+             them to sort on it",),
+        ("10 1 SORTBY rank", "ERR unknown sort field 'rank': sort fields are date (crm.sort-fields, by a sorted set) \
+             and none (crm.hash-sort-fields, by the meeting hash's field); add the field to one of \
+             them to sort on it",),
         (
-            "10 1 RANGE rank 0 5",
-            "ERR RANGE field 'rank' has no sorted set: crm.sort-fields is 'date' (add the field \
-             there, then CRM.REPAIR each installation to fill its sorted set)",
+            "10 1 FILTER tpye email",
+            "ERR unknown field 'tpye': filter fields are type, status (crm.filter-fields; add a \
+             field there to filter on it)",
+        ),
+        (
+            "10 1 EXCLUDE tpye email",
+            "ERR unknown field 'tpye': filter fields are type, status (crm.filter-fields; add a \
+             field there to filter on it)",
         ),
         ("10 1 AFTER 11", "ERR AFTER needs a meeting id and a count"),
         (
@@ -145,10 +156,13 @@ fn malformed_arguments() {
             "10 1 FIELD status 1 open SORTBY date",
             "ERR unknown option 'SORTBY': expected FILTER, EXCLUDE, RANGE, FIELD or FORMAT",
         ),
+        ("10 1 RANGE rank 0 1 FIELD status 1 open", "ERR unknown sort field 'rank': sort fields are date (crm.sort-fields, by a sorted set) \
+             and none (crm.hash-sort-fields, by the meeting hash's field); add the field to one of \
+             them to sort on it",),
         (
-            "10 1 RANGE rank 0 1 FIELD status 1 open",
-            "ERR RANGE field 'rank' has no sorted set: crm.sort-fields is 'date' (add the field \
-             there, then CRM.REPAIR each installation to fill its sorted set)",
+            "10 1 FIELD tpye 1 email",
+            "ERR unknown field 'tpye': filter fields are type, status (crm.filter-fields; add a \
+             field there to filter on it)",
         ),
     ];
     for (args, expected) in facets {
@@ -193,15 +207,6 @@ fn binary_and_huge_ids_are_just_unknown() {
         vec![b"10", &huge[..]],
         vec![&huge[..], b"2", b"FILTER", b"type", b"email"],
         vec![b"10", b"2", b"FILTER", b"type", &huge[..]],
-        vec![
-            b"10",
-            b"2",
-            b"FILTER",
-            &huge[..],
-            b"email",
-            b"SORTBY",
-            &huge[..],
-        ],
     ] {
         let answer = common::decode(
             redis::cmd("CRM.MEETINGS")
@@ -211,22 +216,21 @@ fn binary_and_huge_ids_are_just_unknown() {
         );
         assert_eq!((answer.total, answer.page.len()), (0, 0));
     }
-    // A 1 MB sort field that has no ZSET falls back to the hash field: same rows, by id.
-    let answer = common::decode(
-        redis::cmd("CRM.MEETINGS")
-            .arg(&[
-                &b"10"[..],
-                b"2",
-                b"FILTER",
-                b"type",
-                b"email",
-                b"SORTBY",
-                &huge[..],
-            ])
-            .query(&mut con)
-            .unwrap(),
-    );
-    assert_eq!(answer.ids(), ["11", "19"]);
+    // A 1 MB field is no field the settings name: refused, its name cut in the error.
+    let cut = format!("'{}...(1048576 bytes)'", "9".repeat(64));
+    for (args, message) in [
+        (
+            vec![&b"10"[..], b"2", b"FILTER", &huge[..], b"email"],
+            format!("ERR unknown field {cut}: filter fields are type, status"),
+        ),
+        (
+            vec![&b"10"[..], b"2", b"SORTBY", &huge[..]],
+            format!("ERR unknown sort field {cut}: sort fields are date"),
+        ),
+    ] {
+        let error = common::error_of(&mut con, "CRM.MEETINGS", &args);
+        assert!(error.starts_with(&message) && error.len() < 400, "{error}");
+    }
     assert_eq!(keyspace_state(&mut con), before);
 }
 

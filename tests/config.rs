@@ -32,6 +32,7 @@ fn defaults_are_the_seed_schema() {
         ("crm.sort-member", "meeting:<id>"),
         ("crm.filter-fields", "type status"),
         ("crm.sort-fields", "date"),
+        ("crm.hash-sort-fields", ""),
         ("crm.max-page", "1000"),
         ("crm.index", "yes"),
         ("crm.index-plan", "auto"),
@@ -55,6 +56,8 @@ fn config_set_checks_templates() {
         ("crm.filter-key", "m_<field>:<value>:<user>", "crm.filter-key: placeholder <user> is not allowed here (allowed: <installation> <field> <value>)"),
         ("crm.clients-key", "clients", "crm.clients-key: template must contain <user>"),
         ("crm.filter-fields", "type status type", "crm.filter-fields: field 'type' is listed twice"),
+        ("crm.filter-fields", "type,status", "crm.filter-fields: fields are separated by spaces only, and a field name holds no ','"),
+        ("crm.sort-fields", "date\trank", "crm.sort-fields: fields are separated by spaces only, and a field name holds no '\\t'"),
         (
             "crm.meeting-key",
             "{<instalation>}:meeting:<id>",

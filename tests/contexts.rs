@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::dataset::{Dataset, Rng};
+use common::dataset::{Dataset, Rng, DATASET_SETTINGS};
 use common::{decode, load_seed, meetings, replicate, Server};
 use redis::Value;
 
@@ -88,8 +88,8 @@ fn resp3_reply_has_the_same_shape() {
 
 #[test]
 fn replica_answers_as_the_primary() {
-    let primary = Server::start();
-    let replica = Server::start();
+    let primary = Server::start_with(&DATASET_SETTINGS, &[]);
+    let replica = Server::start_with(&DATASET_SETTINGS, &[]);
     let mut con = primary.connect();
     let mut rng = Rng::new(2024);
     let data = Dataset::generate(&mut rng);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::dataset::{Dataset, Rng};
+use common::dataset::{Dataset, Rng, DATASET_SETTINGS};
 use common::{decode, Server, REFERENCE_LUA};
 use redis::Value;
 
@@ -12,7 +12,7 @@ const QUERIES_PER_DATASET: usize = 8;
 
 #[test]
 fn module_lua_and_model_agree() {
-    let server = Server::start();
+    let server = Server::start_with(&DATASET_SETTINGS, &[]);
     let mut con = server.connect();
     let script = redis::Script::new(REFERENCE_LUA);
     let mut compared = 0;

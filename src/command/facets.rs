@@ -8,16 +8,17 @@
 use redis_module::{Context, RedisValue};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::meetings::{answer, check_ranges_configured};
+use super::meetings::answer;
 use super::{caller_store, integer, stats};
+use crate::config;
 use crate::core::page::Page;
-use crate::core::query::{parse_facets, Format, Query};
+use crate::core::query::{check_fields, parse_facets, Format, Query};
 use crate::core::trace::Trace;
 use crate::error::CrmError;
 
 pub fn facets(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
     let query = parse_facets(args)?;
-    check_ranges_configured(&query)?;
+    check_fields(&query, &config::query_fields()?)?;
     let store = caller_store(ctx, &query.installation)?;
     let Some(page) = answer(ctx, &store, &query, &mut Trace::default())? else {
         // The client waits for the index; it runs the command again when woken.

@@ -16,7 +16,7 @@ use crate::config;
 use crate::core::index::plan::PlanSetting;
 use crate::core::keyspace_path;
 use crate::core::page::Page;
-use crate::core::query::{check_ranges, parse_query, Format, Query};
+use crate::core::query::{check_fields, parse_query, Format, Query};
 use crate::core::trace::Trace;
 use crate::core::types::DETAILS_FIELD;
 use crate::error::CrmError;
@@ -37,16 +37,8 @@ const SMALL_QUERY_READS_UNBLOCKABLE: usize = 1500;
 /// The query of CRM.MEETINGS and CRM.EXPLAIN, checked against the settings.
 fn query_of(args: &[&[u8]]) -> Result<Query, CrmError> {
     let query = parse_query(args, config::max_page())?;
-    check_ranges_configured(&query)?;
+    check_fields(&query, &config::query_fields()?)?;
     Ok(query)
-}
-
-/// Refuses a RANGE on a field outside `crm.sort-fields`.
-pub(super) fn check_ranges_configured(query: &Query) -> Result<(), CrmError> {
-    if query.ranges.is_empty() {
-        return Ok(());
-    }
-    check_ranges(query, &config::sort_fields()?)
 }
 
 pub fn meetings(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {

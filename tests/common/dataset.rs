@@ -27,6 +27,10 @@ const ODD_IDS: [&str; 8] = [
     "-0",
     "99999999999999999999",
 ];
+/// The module settings the datasets' queries need (`loadmodule` arguments): `rank` and
+/// `missing` are sorted from the meeting hash.
+pub const DATASET_SETTINGS: [&str; 2] = ["hash-sort-fields", "rank missing"];
+
 /// A RANGE bound as the module takes it, and the same as a number for the Lua reference.
 pub type RangeBound = (&'static str, &'static str);
 

@@ -1,6 +1,7 @@
 //! The typed query of CRM.MEETINGS and the parser that builds it from the command's arguments.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::types::{Bytes, Direction, SetRef, DETAILS_FIELD};
 use super::values::parse_bound;
@@ -387,19 +388,72 @@ fn add_filter(
     }
 }
 
-/// Refuses a RANGE on a field that is not in `sort_fields` (`crm.sort-fields`): only those
-/// have a sorted set of their values, and a hash field's values are not ranged.
-pub fn check_ranges(query: &Query, sort_fields: &[Bytes]) -> Result<(), CrmError> {
-    for range in &query.ranges {
-        if !sort_fields.contains(&range.field) {
-            let listed: Vec<String> = sort_fields.iter().map(|field| printable(field)).collect();
+/// The fields a query may name, from the settings.
+#[derive(Debug, Clone, Default)]
+pub struct QueryFields {
+    /// `crm.filter-fields`: FILTER, EXCLUDE and FIELD.
+    pub filter: Arc<Vec<Bytes>>,
+    /// `crm.sort-fields` (a sorted set each): SORTBY and RANGE.
+    pub sort: Arc<Vec<Bytes>>,
+    /// `crm.hash-sort-fields` (read from the meeting hash): SORTBY only.
+    pub hash_sort: Arc<Vec<Bytes>>,
+}
+
+/// Refuses a field the settings do not name, instead of answering nothing: a FILTER,
+/// EXCLUDE or FIELD field outside `crm.filter-fields` (`FILTER tpye email`), a SORTBY field
+/// in neither `crm.sort-fields` nor `crm.hash-sort-fields` (`SORTBY -date`), a RANGE field
+/// without a sorted set. CRM.FACETS does not sort: its (default) sort field is not checked.
+pub fn check_fields(query: &Query, fields: &QueryFields) -> Result<(), CrmError> {
+    let listed = |names: &[Bytes]| -> String {
+        let names: Vec<String> = names.iter().map(|name| printable(name)).collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let groups = query
+        .filters
+        .iter()
+        .chain(&query.excludes)
+        .chain(&query.facets);
+    for group in groups {
+        if !fields.filter.contains(&group.field) {
             return Err(bad(&format!(
-                "RANGE field '{}' has no sorted set: crm.sort-fields is '{}' (add the field \
-                 there, then CRM.REPAIR each installation to fill its sorted set)",
-                printable(&range.field),
-                listed.join(" ")
+                "unknown field '{}': filter fields are {} (crm.filter-fields; add a field \
+                 there to filter on it)",
+                printable(&group.field),
+                listed(&fields.filter)
             )));
         }
+    }
+    let unknown_sort = |field: &[u8]| {
+        bad(&format!(
+            "unknown sort field '{}': sort fields are {} (crm.sort-fields, by a sorted set) \
+             and {} (crm.hash-sort-fields, by the meeting hash's field); add the field to \
+             one of them to sort on it",
+            printable(field),
+            listed(&fields.sort),
+            listed(&fields.hash_sort)
+        ))
+    };
+    let sort = &query.sort.field;
+    if query.facets.is_empty() && !fields.sort.contains(sort) && !fields.hash_sort.contains(sort) {
+        return Err(unknown_sort(sort));
+    }
+    for range in &query.ranges {
+        if fields.sort.contains(&range.field) {
+            continue;
+        }
+        if !fields.hash_sort.contains(&range.field) {
+            return Err(unknown_sort(&range.field));
+        }
+        return Err(bad(&format!(
+            "RANGE field '{}' has no sorted set: it is in crm.hash-sort-fields; RANGE needs \
+             a field of crm.sort-fields ({}), whose values the writes keep in a sorted set",
+            printable(&range.field),
+            listed(&fields.sort)
+        )));
     }
     Ok(())
 }

@@ -145,12 +145,40 @@ fn errors_name_the_bad_argument() {
     assert!(range[0].min.exclusive);
     assert_eq!(range[0].max.score, 1_741_046_400.0 + 9.0 * 3_600.0);
     assert!(!range[0].max.exclusive);
+    let fields = QueryFields {
+        filter: Arc::new(vec![b"type".to_vec(), b"status".to_vec()]),
+        sort: Arc::new(vec![b"date".to_vec()]),
+        hash_sort: Arc::new(vec![b"rank".to_vec()]),
+    };
+    let checked = |words: &str| {
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+        let query = parse_query(&args, 1000)
+            .or_else(|_| parse_facets(&args))
+            .unwrap();
+        check_fields(&query, &fields).map_err(|e| e.to_string())
+    };
     assert_eq!(
-        check_ranges(&parse("10 1 RANGE rank 1 2").unwrap(), &[b"date".to_vec()])
-            .unwrap_err()
-            .to_string(),
-        "ERR RANGE field 'rank' has no sorted set: crm.sort-fields is 'date' (add the \
-         field there, then CRM.REPAIR each installation to fill its sorted set)"
+        checked("10 1 FILTER type email SORTBY rank RANGE date 1 2"),
+        Ok(())
+    );
+    assert_eq!(checked("10 1 FIELD status 1 open"), Ok(()));
+    let unknown_filter = "ERR unknown field 'tpye': filter fields are type, status \
+                          (crm.filter-fields; add a field there to filter on it)";
+    for words in [
+        "10 1 FILTER tpye email",
+        "10 1 EXCLUDE tpye email",
+        "10 1 FIELD tpye 1 email",
+    ] {
+        assert_eq!(checked(words).unwrap_err(), unknown_filter, "{words}");
+    }
+    let unknown_sort = "ERR unknown sort field '-date': sort fields are date (crm.sort-fields, \
+                        by a sorted set) and rank (crm.hash-sort-fields, by the meeting hash's \
+                        field); add the field to one of them to sort on it";
+    assert_eq!(checked("10 1 SORTBY -date").unwrap_err(), unknown_sort);
+    assert_eq!(
+        checked("10 1 RANGE rank 1 2").unwrap_err(),
+        "ERR RANGE field 'rank' has no sorted set: it is in crm.hash-sort-fields; RANGE needs \
+         a field of crm.sort-fields (date), whose values the writes keep in a sorted set"
     );
     assert_eq!(
         message("10 1 EXCLUDE status"),
