@@ -38,7 +38,7 @@ import redis
 
 sys.dont_write_bytecode = True  # no bench/__pycache__ from importing bench.py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import INSTALLATION, LOADER, MANAGER, MODULE, ROOT, SMALL_USER, crm_info, free_port, ft_info, log, search_args  # noqa: E402
+from bench import INSTALLATION, LOADER, MANAGER, MODULE, ROOT, SMALL_USER, Query, crm_info, free_port, ft_info, log, search_args  # noqa: E402
 
 USERS = [SMALL_USER, MANAGER]
 PRELOAD = ("crm.index-preload", "all")
@@ -54,7 +54,7 @@ def query(user):
 def search_query(client):
     """The FT.SEARCH equivalent of query(SMALL_USER): the user's clients as a TAG list."""
     clients = client.smembers(f"clients_for_user:{SMALL_USER}")
-    return search_args(("cold", SMALL_USER, [("status", "open")], False, 0, 10), clients)
+    return search_args(Query("cold", SMALL_USER, (("status", "open"),)), clients)
 
 
 class Server:

@@ -9,7 +9,7 @@ use redis_module::{Context, RedisValue};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::meetings::answer;
-use super::{caller_store, integer, stats};
+use super::{caller_store, integer};
 use crate::config;
 use crate::core::page::Page;
 use crate::core::query::{check_fields, parse_facets, Format, Query};
@@ -24,7 +24,6 @@ pub fn facets(ctx: &Context, args: &[&[u8]]) -> Result<RedisValue, CrmError> {
         // The client waits for the index; it runs the command again when woken.
         return Ok(RedisValue::NoReply);
     };
-    stats::rows_returned(0);
     Ok(match query.format {
         Format::Resp => resp_reply(&query, &page),
         Format::Json => RedisValue::BulkString(json_reply(&query, &page)?),

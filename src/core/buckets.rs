@@ -181,14 +181,21 @@ impl Buckets {
         }
     }
 
-    /// The meetings whose key lies in `low..=high` (`key_of` gives a meeting's key): the
-    /// buckets wholly inside are taken as they are, only the one or two that straddle an end
-    /// are looked at meeting by meeting.
-    pub fn in_range(&self, low: u64, high: u64, key_of: impl Fn(u32) -> u64) -> RoaringBitmap {
+    /// The meetings of `within` whose key lies in `low..=high` (`key_of` gives a meeting's
+    /// key): the buckets wholly inside are intersected as they are, only the meetings of
+    /// `within` in the one or two that straddle an end are looked at one by one.
+    pub fn in_range(
+        &self,
+        low: u64,
+        high: u64,
+        key_of: impl Fn(u32) -> u64,
+        within: &RoaringBitmap,
+    ) -> RoaringBitmap {
         let mut found = RoaringBitmap::new();
         if low > high {
             return found;
         }
+        let mut whole_buckets = RoaringBitmap::new();
         // The bucket holding `low` starts at the greatest bound not above it.
         let start = self
             .ranges
@@ -204,16 +211,16 @@ impl Buckets {
                 None => bound >= low && last_key <= high,
             };
             if whole {
-                found |= &range.members;
+                whole_buckets |= &range.members;
             } else if range.only_key.is_none() {
-                let inside = range
-                    .members
+                let candidates = &range.members & within;
+                let inside = candidates
                     .iter()
                     .filter(|&o| (low..=high).contains(&key_of(o)));
                 found |= RoaringBitmap::from_sorted_iter(inside).unwrap_or_default();
             }
         }
-        found
+        found | (whole_buckets & within)
     }
 
     /// Gives back the room the buckets' bitmaps grew into.
@@ -280,12 +287,18 @@ mod tests {
             }
             let mut bounds = vec![0, 1, 499, 500, 501, 999, 1_000, 6_000, 6_001, 25_000];
             bounds.extend([29_999, 30_000, 49_999, 50_000, u64::MAX]);
-            for &low in &bounds {
-                for &high in &bounds {
-                    let expected: RoaringBitmap = (0..30_000)
-                        .filter(|&o| (low..=high).contains(&key(o)))
-                        .collect();
-                    assert_eq!(buckets.in_range(low, high, key), expected, "{low}..={high}");
+            let all: RoaringBitmap = (0..30_000).collect();
+            let some: RoaringBitmap = (0..30_000).filter(|o| o % 7 < 3).collect();
+            for within in [&all, &some] {
+                for &low in &bounds {
+                    for &high in &bounds {
+                        let expected: RoaringBitmap = within
+                            .iter()
+                            .filter(|&o| (low..=high).contains(&key(o)))
+                            .collect();
+                        let found = buckets.in_range(low, high, key, within);
+                        assert_eq!(found, expected, "{low}..={high}");
+                    }
                 }
             }
         }

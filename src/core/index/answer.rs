@@ -55,18 +55,18 @@ impl<C> Index<C> {
             return Ok(Answer::Unsupported("the sort field has no sorted set"));
         }
         let cursor = after_cursor(store, query, true)?;
-        let (Some(groups), Some(excluded), Some(ranged)) = (
+        let (Some(groups), Some(excluded), Some(ranges)) = (
             filter_groups(&self.sets, query),
             excluded(&self.sets, query),
-            ranged(&self.sorts, query),
+            range_sorts(&self.sorts, query),
         ) else {
             return Ok(Answer::Unsupported("a set the query reads is not loaded"));
         };
-        // What FILTER, EXCLUDE and RANGE leave, before client security.
+        // What EXCLUDE and RANGE leave of `candidates`.
         let narrow = |mut candidates: RoaringBitmap| {
             candidates -= &excluded;
-            if let Some(ranged) = &ranged {
-                candidates &= ranged;
+            for (sort, range) in &ranges {
+                candidates = in_range(sort, range, &candidates);
             }
             candidates
         };
@@ -428,27 +428,22 @@ fn facet_counts<C>(
     Some(counts)
 }
 
-/// The meetings inside every RANGE (`None` inside: no RANGE); `None` when a RANGE field's
-/// sorted set is not loaded.
-fn ranged<C>(
-    sorts: &PartMap<Bytes, Loaded<C, SortData>>,
-    query: &Query,
-) -> Option<Option<RoaringBitmap>> {
-    let mut inside: Option<RoaringBitmap> = None;
-    for range in &query.ranges {
-        let sort = &sorts.get(&range.field)?.data;
-        let found = in_range(sort, range);
-        inside = Some(match inside {
-            Some(before) => before & found,
-            None => found,
-        });
-    }
-    Some(inside)
+/// Each RANGE with its field's sort data; `None` when one is not loaded.
+fn range_sorts<'a, C>(
+    sorts: &'a PartMap<Bytes, Loaded<C, SortData>>,
+    query: &'a Query,
+) -> Option<Vec<(&'a SortData, &'a Range)>> {
+    query
+        .ranges
+        .iter()
+        .map(|range| Some((&sorts.get(&range.field)?.data, range)))
+        .collect()
 }
 
-/// The meetings whose score lies in `range`: the score ranges of the sort's buckets, as
-/// order keys (every bound inclusive: an exclusive one moves to the next key).
-fn in_range(sort: &SortData, range: &Range) -> RoaringBitmap {
+/// The meetings of `within` whose score lies in `range`, from the score ranges of the
+/// sort's buckets, as order keys (every bound inclusive: an exclusive one moves to the next
+/// key).
+fn in_range(sort: &SortData, range: &Range, within: &RoaringBitmap) -> RoaringBitmap {
     let low = match range.min.exclusive {
         false => Some(order_key(range.min.score)),
         true => order_key(range.min.score).checked_add(1),
@@ -461,7 +456,7 @@ fn in_range(sort: &SortData, range: &Range) -> RoaringBitmap {
         return RoaringBitmap::new();
     };
     let key_of = |o: u32| sort.scores.get(o as usize).map_or(0, |&s| order_key(s));
-    sort.order.in_range(low, high, key_of)
+    sort.order.in_range(low, high, key_of, within)
 }
 
 /// A user's visible meetings (the union of their clients' meetings). Cached when the union
