@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crm_meetings::core::in_memory_store::InMemoryStore;
 use crm_meetings::core::keyspace_path::execute;
-use crm_meetings::core::query::parse_query;
+use crm_meetings::core::query::{parse_facets, parse_query};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -258,7 +258,8 @@ fn args(ask: &Ask) -> Vec<String> {
 
 type Answer = (u64, Vec<(Vec<u8>, Vec<Option<Vec<u8>>>)>);
 
-fn model(data: &Data, ask: &Ask) -> Result<Answer, String> {
+/// The visible matches of `ask`'s clauses, in the query's order: the naive way.
+fn matches(data: &Data, ask: &Ask) -> Vec<(Option<f64>, &'static str)> {
     let sort_value = |id: &str| match (&data.dates, ask.sort_field) {
         (Some(dates), "date") => dates.get(id).copied(),
         _ => data
@@ -266,13 +267,6 @@ fn model(data: &Data, ask: &Ask) -> Result<Answer, String> {
             .get(id)
             .and_then(|hash| hash.get(ask.sort_field))
             .and_then(|raw| model_number(raw)),
-    };
-    let cursor = match ask.after {
-        Some(id) if !data.hashes.contains_key(id) => {
-            return Err(format!("ERR AFTER: meeting '{id}' does not exist"));
-        }
-        Some(id) => Some((sort_value(id), id)),
-        None => None,
     };
     let same = ask.installation == INSTALLATION;
     let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -332,6 +326,26 @@ fn model(data: &Data, ask: &Ask) -> Result<Answer, String> {
         rows.push((sort_value(id), id));
     }
     rows.sort_by(|(a, a_id), (b, b_id)| model_row_order((*a, a_id), (*b, b_id), ask.descending));
+    rows
+}
+
+fn model(data: &Data, ask: &Ask) -> Result<Answer, String> {
+    let sort_value = |id: &str| match (&data.dates, ask.sort_field) {
+        (Some(dates), "date") => dates.get(id).copied(),
+        _ => data
+            .hashes
+            .get(id)
+            .and_then(|hash| hash.get(ask.sort_field))
+            .and_then(|raw| model_number(raw)),
+    };
+    let cursor = match ask.after {
+        Some(id) if !data.hashes.contains_key(id) => {
+            return Err(format!("ERR AFTER: meeting '{id}' does not exist"));
+        }
+        Some(id) => Some((sort_value(id), id)),
+        None => None,
+    };
+    let rows = matches(data, ask);
     let offset = match cursor {
         Some(cursor) => rows
             .iter()
@@ -369,5 +383,44 @@ fuzz_target!(|bytes: &[u8]| {
             .map(|page| (page.total, page.meetings))
             .map_err(|e| e.to_string());
         assert_eq!(got, model(&data, &ask), "query {:?}", args(&ask));
+
+        // CRM.FACETS with the same clauses: the matches counted in each value's set.
+        let mut words = args(&ask);
+        let clauses = words
+            .iter()
+            .position(|word| word == "SORTBY")
+            .unwrap_or(words.len());
+        words.truncate(clauses);
+        for (field, values) in FIELDS {
+            words.extend([
+                "FIELD".to_string(),
+                field.to_string(),
+                values.len().to_string(),
+            ]);
+            words.extend(values.iter().map(|value| value.to_string()));
+        }
+        let args: Vec<&[u8]> = words.iter().map(String::as_bytes).collect();
+        let query = parse_facets(&args).expect("the model's queries are valid");
+        let page = execute(&store, &query).expect("no AFTER: nothing to fail");
+        let rows = matches(&data, &ask);
+        let expected: Vec<Vec<u64>> = FIELDS
+            .iter()
+            .map(|(field, values)| {
+                values
+                    .iter()
+                    .map(|value| {
+                        let set = data.filter_sets.get(&(*field, *value));
+                        rows.iter()
+                            .filter(|(_, id)| set.is_some_and(|ids| ids.contains(id)))
+                            .count() as u64
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            (page.total, page.facets),
+            (rows.len() as u64, expected),
+            "{words:?}"
+        );
     }
 });
