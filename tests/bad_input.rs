@@ -6,6 +6,13 @@ mod common;
 use common::{error_of, keyspace_state, load_seed, meetings, Server};
 use redis::Connection;
 
+/// The errors of a sort field and a filter field no setting names.
+const UNKNOWN_RANK: &str = "ERR unknown sort field 'rank': sort fields are date (crm.sort-fields, \
+     by a sorted set) and none (crm.hash-sort-fields, by the meeting hash's field); add the \
+     field to one of them to sort on it";
+const UNKNOWN_TPYE: &str = "ERR unknown field 'tpye': filter fields are type, status \
+     (crm.filter-fields; add a field there to filter on it)";
+
 fn assert_error(con: &mut Connection, args: &[&[u8]], expected: &str) {
     assert_command_error(con, "CRM.MEETINGS", args, expected);
 }
@@ -72,22 +79,10 @@ fn malformed_arguments() {
             "ERR RANGE max must be a number, -inf, +inf, an RFC 3339 date-time or a YYYY-MM-DD \
              date (a leading '(' excludes it), got '((5'",
         ),
-        ("10 1 RANGE rank 0 5", "ERR unknown sort field 'rank': sort fields are date (crm.sort-fields, by a sorted set) \
-             and none (crm.hash-sort-fields, by the meeting hash's field); add the field to one of \
-             them to sort on it",),
-        ("10 1 SORTBY rank", "ERR unknown sort field 'rank': sort fields are date (crm.sort-fields, by a sorted set) \
-             and none (crm.hash-sort-fields, by the meeting hash's field); add the field to one of \
-             them to sort on it",),
-        (
-            "10 1 FILTER tpye email",
-            "ERR unknown field 'tpye': filter fields are type, status (crm.filter-fields; add a \
-             field there to filter on it)",
-        ),
-        (
-            "10 1 EXCLUDE tpye email",
-            "ERR unknown field 'tpye': filter fields are type, status (crm.filter-fields; add a \
-             field there to filter on it)",
-        ),
+        ("10 1 RANGE rank 0 5", UNKNOWN_RANK),
+        ("10 1 SORTBY rank", UNKNOWN_RANK),
+        ("10 1 FILTER tpye email", UNKNOWN_TPYE),
+        ("10 1 EXCLUDE tpye email", UNKNOWN_TPYE),
         ("10 1 AFTER 11", "ERR AFTER needs a meeting id and a count"),
         (
             "10 1 LIMIT 0 1 AFTER 11 1",
@@ -156,14 +151,8 @@ fn malformed_arguments() {
             "10 1 FIELD status 1 open SORTBY date",
             "ERR unknown option 'SORTBY': expected FILTER, EXCLUDE, RANGE, FIELD or FORMAT",
         ),
-        ("10 1 RANGE rank 0 1 FIELD status 1 open", "ERR unknown sort field 'rank': sort fields are date (crm.sort-fields, by a sorted set) \
-             and none (crm.hash-sort-fields, by the meeting hash's field); add the field to one of \
-             them to sort on it",),
-        (
-            "10 1 FIELD tpye 1 email",
-            "ERR unknown field 'tpye': filter fields are type, status (crm.filter-fields; add a \
-             field there to filter on it)",
-        ),
+        ("10 1 RANGE rank 0 1 FIELD status 1 open", UNKNOWN_RANK),
+        ("10 1 FIELD tpye 1 email", UNKNOWN_TPYE),
     ];
     for (args, expected) in facets {
         assert_command_error(&mut con, "CRM.FACETS", &words(args), expected);

@@ -258,16 +258,21 @@ fn args(ask: &Ask) -> Vec<String> {
 
 type Answer = (u64, Vec<(Vec<u8>, Vec<Option<Vec<u8>>>)>);
 
-/// The visible matches of `ask`'s clauses, in the query's order: the naive way.
-fn matches(data: &Data, ask: &Ask) -> Vec<(Option<f64>, &'static str)> {
-    let sort_value = |id: &str| match (&data.dates, ask.sort_field) {
+/// A meeting's sort value for `ask`: its date score when sorting by date and there are
+/// dates, else its hash field when a number (or a date the model knows).
+fn sort_value(data: &Data, ask: &Ask, id: &str) -> Option<f64> {
+    match (&data.dates, ask.sort_field) {
         (Some(dates), "date") => dates.get(id).copied(),
         _ => data
             .hashes
             .get(id)
             .and_then(|hash| hash.get(ask.sort_field))
             .and_then(|raw| model_number(raw)),
-    };
+    }
+}
+
+/// The visible matches of `ask`'s clauses, in the query's order: the naive way.
+fn matches(data: &Data, ask: &Ask) -> Vec<(Option<f64>, &'static str)> {
     let same = ask.installation == INSTALLATION;
     let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (field, value) in &ask.filters {
@@ -323,26 +328,18 @@ fn matches(data: &Data, ask: &Ask) -> Vec<(Option<f64>, &'static str)> {
         if !visible.is_some_and(|clients| clients.contains(client.as_str())) {
             continue;
         }
-        rows.push((sort_value(id), id));
+        rows.push((sort_value(data, ask, id), id));
     }
     rows.sort_by(|(a, a_id), (b, b_id)| model_row_order((*a, a_id), (*b, b_id), ask.descending));
     rows
 }
 
 fn model(data: &Data, ask: &Ask) -> Result<Answer, String> {
-    let sort_value = |id: &str| match (&data.dates, ask.sort_field) {
-        (Some(dates), "date") => dates.get(id).copied(),
-        _ => data
-            .hashes
-            .get(id)
-            .and_then(|hash| hash.get(ask.sort_field))
-            .and_then(|raw| model_number(raw)),
-    };
     let cursor = match ask.after {
         Some(id) if !data.hashes.contains_key(id) => {
             return Err(format!("ERR AFTER: meeting '{id}' does not exist"));
         }
-        Some(id) => Some((sort_value(id), id)),
+        Some(id) => Some((sort_value(data, ask, id), id)),
         None => None,
     };
     let rows = matches(data, ask);

@@ -22,22 +22,20 @@ pub const MEETINGS: CommandInfo = CommandInfo {
 };
 
 /// The clauses CRM.MEETINGS and CRM.FACETS share.
+const FIELD_VALUE: &[Arg] = &[
+    Arg::new("field", ArgKind::Text),
+    Arg::new("value", ArgKind::Text),
+];
 const FILTER: Arg = Arg::new("filter", ArgKind::Block)
     .token("FILTER")
     .optional()
     .multiple_token()
-    .of(&[
-        Arg::new("field", ArgKind::Text),
-        Arg::new("value", ArgKind::Text),
-    ]);
+    .of(FIELD_VALUE);
 const EXCLUDE: Arg = Arg::new("exclude", ArgKind::Block)
     .token("EXCLUDE")
     .optional()
     .multiple_token()
-    .of(&[
-        Arg::new("field", ArgKind::Text),
-        Arg::new("value", ArgKind::Text),
-    ]);
+    .of(FIELD_VALUE);
 const RANGE: Arg = Arg::new("range", ArgKind::Block)
     .token("RANGE")
     .optional()

@@ -142,7 +142,14 @@ pub fn execute_traced<S: MeetingStore>(
     }
     let installation = query.installation.as_slice();
     let candidates = candidates(store, query, &sizes, trace)?;
-    let candidates = drop_excluded(store, installation, &sizes.excludes, candidates, trace)?;
+    let candidates = keep_by_groups(
+        store,
+        installation,
+        &sizes.excludes,
+        candidates,
+        Keep::InNone,
+        trace,
+    )?;
     let candidates = keep_in_ranges(store, query, candidates, trace)?;
     if candidates.is_empty() {
         return Ok(Page::nothing(query));
@@ -291,23 +298,20 @@ pub fn after_cursor<S: MeetingStore>(
 }
 
 fn describe(query: &Query, sizes: &SetSizes<'_>) -> String {
-    let groups: Vec<String> = sizes
-        .groups
-        .iter()
-        .map(|group| format!("{} (~{})", printable(group.field), group.estimate()))
-        .collect();
-    let mut order = if groups.is_empty() {
-        "all meetings of the installation".to_string()
-    } else {
-        format!("FILTER groups smallest first: {}", groups.join(", "))
-    };
-    if !sizes.excludes.is_empty() {
-        let excludes: Vec<String> = sizes
-            .excludes
+    let listed = |groups: &[SizedGroup<'_>]| -> String {
+        let groups: Vec<String> = groups
             .iter()
             .map(|group| format!("{} (~{})", printable(group.field), group.estimate()))
             .collect();
-        order.push_str(&format!("; EXCLUDE {}", excludes.join(", ")));
+        groups.join(", ")
+    };
+    let mut order = if sizes.groups.is_empty() {
+        "all meetings of the installation".to_string()
+    } else {
+        format!("FILTER groups smallest first: {}", listed(&sizes.groups))
+    };
+    if !sizes.excludes.is_empty() {
+        order.push_str(&format!("; EXCLUDE {}", listed(&sizes.excludes)));
     }
     let sort = if sizes.sort_index {
         "sorted set"
@@ -354,7 +358,7 @@ fn candidates<S: MeetingStore>(
             survivors.extend(store.set_members(filter_set(installation, first, value))?);
         }
     }
-    let mut survivors = distinct(survivors);
+    let survivors = distinct(survivors);
     let detail = || format!("read {} whole", printable(first.field));
     trace.record(
         "candidates",
@@ -363,36 +367,28 @@ fn candidates<S: MeetingStore>(
         survivors.len(),
         started,
     );
-    for group in others {
-        if survivors.is_empty() {
-            break;
-        }
-        let started = Instant::now();
-        let before = survivors.len();
-        let (members, how) = in_group(store, installation, group, &survivors)?;
-        let mut members = members.into_iter();
-        survivors.retain(|_| members.next().unwrap_or(false));
-        let detail = || format!("{} ({})", printable(group.field), how.join(", "));
-        trace.record(
-            "filter",
-            detail,
-            before.min(group.estimate()),
-            survivors.len(),
-            started,
-        );
-    }
-    Ok(survivors)
+    keep_by_groups(store, installation, others, survivors, Keep::InEach, trace)
 }
 
-/// The candidates in none of the EXCLUDE groups' sets.
-fn drop_excluded<S: MeetingStore>(
+/// Which survivors [`keep_by_groups`] keeps.
+#[derive(Clone, Copy, PartialEq)]
+enum Keep {
+    /// Those in one of each group's sets (FILTER).
+    InEach,
+    /// Those in none of the groups' sets (EXCLUDE).
+    InNone,
+}
+
+/// The survivors each group keeps, one group after another, each recorded as a step.
+fn keep_by_groups<S: MeetingStore>(
     store: &S,
     installation: &[u8],
-    excludes: &[SizedGroup<'_>],
+    groups: &[SizedGroup<'_>],
     mut survivors: Vec<Bytes>,
+    keep: Keep,
     trace: &mut Trace,
 ) -> Result<Vec<Bytes>, CrmError> {
-    for group in excludes {
+    for group in groups {
         if survivors.is_empty() {
             break;
         }
@@ -400,9 +396,13 @@ fn drop_excluded<S: MeetingStore>(
         let before = survivors.len();
         let (members, how) = in_group(store, installation, group, &survivors)?;
         let mut members = members.into_iter();
-        survivors.retain(|_| !members.next().unwrap_or(false));
+        survivors.retain(|_| members.next().unwrap_or(false) == (keep == Keep::InEach));
         let detail = || format!("{} ({})", printable(group.field), how.join(", "));
-        trace.record("exclude", detail, before, survivors.len(), started);
+        let (step, estimate) = match keep {
+            Keep::InEach => ("filter", before.min(group.estimate())),
+            Keep::InNone => ("exclude", before),
+        };
+        trace.record(step, detail, estimate, survivors.len(), started);
     }
     Ok(survivors)
 }

@@ -231,26 +231,8 @@ impl Dataset {
     }
 
     pub fn random_query(&self, rng: &mut Rng) -> Query {
-        let mut filters = Vec::new();
-        for _ in 0..*rng.pick(&[0, 1, 1, 2, 2, 3]) {
-            let (field, values) = *rng.pick(&FIELDS);
-            let value = if rng.chance(90) {
-                *rng.pick(values)
-            } else {
-                "fax"
-            };
-            filters.push((field.to_string(), value.to_string()));
-        }
-        let mut excludes = Vec::new();
-        for _ in 0..*rng.pick(&[0, 0, 0, 0, 0, 1, 1, 2]) {
-            let (field, values) = *rng.pick(&FIELDS);
-            let value = if rng.chance(70) {
-                *rng.pick(values)
-            } else {
-                "fax"
-            };
-            excludes.push((field.to_string(), value.to_string()));
-        }
+        let filters = field_values(rng, &[0, 1, 1, 2, 2, 3], 90);
+        let excludes = field_values(rng, &[0, 0, 0, 0, 0, 1, 1, 2], 70);
         let mut ranges = Vec::new();
         for _ in 0..*rng.pick(&[0, 0, 0, 0, 0, 1, 1, 2]) {
             let (mut min, mut max) = (*rng.pick(&BOUNDS), *rng.pick(&BOUNDS));
@@ -535,6 +517,22 @@ impl Query {
             "ASC"
         }
     }
+}
+
+/// Field/value pairs for FILTER or EXCLUDE: as many as one of `counts`, each value one the
+/// data has `known_percent` of the time, else one it never has.
+fn field_values(rng: &mut Rng, counts: &[usize], known_percent: u64) -> Vec<(String, String)> {
+    (0..*rng.pick(counts))
+        .map(|_| {
+            let (field, values) = *rng.pick(&FIELDS);
+            let value = if rng.chance(known_percent) {
+                *rng.pick(values)
+            } else {
+                "fax"
+            };
+            (field.to_string(), value.to_string())
+        })
+        .collect()
 }
 
 /// Whether `score` is on the inner side of a RANGE bound written as a number (`(` for

@@ -64,7 +64,9 @@ impl<C> Index<C> {
         };
         // What EXCLUDE and RANGE leave of `candidates`.
         let narrow = |mut candidates: RoaringBitmap| {
-            candidates -= &excluded;
+            for set in &excluded {
+                candidates -= *set;
+            }
             for (sort, range) in &ranges {
                 candidates = in_range(sort, range, &candidates);
             }
@@ -393,20 +395,23 @@ fn filter_groups<'a, C>(
     Some(groups)
 }
 
-/// The union of the EXCLUDE sets' bitmaps (empty without EXCLUDE); `None` when one is
-/// not loaded.
-fn excluded<C>(
-    sets: &PartMap<SetName, Loaded<C, RoaringBitmap>>,
+/// The EXCLUDE sets' bitmaps (none without EXCLUDE), each subtracted as it is: a union
+/// would copy them; `None` when one is not loaded.
+fn excluded<'a, C>(
+    sets: &'a PartMap<SetName, Loaded<C, RoaringBitmap>>,
     query: &Query,
-) -> Option<RoaringBitmap> {
-    let mut union = RoaringBitmap::new();
-    for group in &query.excludes {
-        for value in &group.values {
-            let name = SetName::Value(group.field.clone(), value.clone());
-            union |= &sets.get(&name)?.data;
-        }
-    }
-    Some(union)
+) -> Option<Vec<&'a RoaringBitmap>> {
+    query
+        .excludes
+        .iter()
+        .flat_map(|group| {
+            group
+                .values
+                .iter()
+                .map(|value| SetName::Value(group.field.clone(), value.clone()))
+        })
+        .map(|name| Some(&sets.get(&name)?.data))
+        .collect()
 }
 
 /// CRM.FACETS: for each FIELD, the matches in each value's set; `None` when one is not

@@ -93,31 +93,24 @@ fn write_meeting(store: &mut InMemoryStore, rng: &mut Rng, id: &str) {
     }
 }
 
+/// `FILTER` or `EXCLUDE` (`clause`) of a random field and one of its values.
+fn value_clause(rng: &mut Rng, clause: &str) -> [String; 3] {
+    let (field, values) = if rng.below(2) == 0 {
+        ("type", &TYPES[..])
+    } else {
+        ("status", &STATUSES[..])
+    };
+    let value = values[rng.below(values.len() as u64) as usize];
+    [clause.into(), field.into(), value.into()]
+}
+
 fn random_query(rng: &mut Rng) -> Query {
     let mut words = vec!["10".to_string(), text(rng, "", 6)];
     for _ in 0..rng.below(3) {
-        let (field, values) = if rng.below(2) == 0 {
-            ("type", &TYPES[..])
-        } else {
-            ("status", &STATUSES[..])
-        };
-        words.extend([
-            "FILTER".into(),
-            field.into(),
-            values[rng.below(values.len() as u64) as usize].into(),
-        ]);
+        words.extend(value_clause(rng, "FILTER"));
     }
     for _ in 0..rng.below(4) / 2 {
-        let (field, values) = if rng.below(2) == 0 {
-            ("type", &TYPES[..])
-        } else {
-            ("status", &STATUSES[..])
-        };
-        words.extend([
-            "EXCLUDE".into(),
-            field.into(),
-            values[rng.below(values.len() as u64) as usize].into(),
-        ]);
+        words.extend(value_clause(rng, "EXCLUDE"));
     }
     if rng.below(3) == 0 {
         // Dates run from -5 to 39: bounds inside, at and outside them, some exclusive.

@@ -150,10 +150,8 @@ fn parse(args: &[&[u8]], max_page: u64, command: Command) -> Result<Query, CrmEr
     };
     let pages = command == Command::Meetings;
     let mut facets: Vec<FilterGroup> = Vec::new();
-    let mut filters: Vec<FilterGroup> = Vec::new();
-    let mut seen = HashMap::new();
-    let mut excludes: Vec<FilterGroup> = Vec::new();
-    let mut excluded = HashMap::new();
+    let mut filters = Groups::default();
+    let mut excludes = Groups::default();
     let mut ranges: Vec<Range> = Vec::new();
     let mut sort: Option<SortBy> = None;
     let mut limit: Option<(u64, u64)> = None;
@@ -163,24 +161,22 @@ fn parse(args: &[&[u8]], max_page: u64, command: Command) -> Result<Query, CrmEr
 
     while let [option, tail @ ..] = rest {
         rest = tail;
-        if option.eq_ignore_ascii_case(b"FILTER") {
-            let [field, value, tail @ ..] = rest else {
-                return Err(bad("FILTER needs a field and a value"));
-            };
-            rest = tail;
-            if field.is_empty() {
-                return Err(bad("FILTER field must not be empty"));
-            }
-            add_filter(&mut filters, &mut seen, field, value);
+        let value_clause = if option.eq_ignore_ascii_case(b"FILTER") {
+            Some(("FILTER", &mut filters))
         } else if option.eq_ignore_ascii_case(b"EXCLUDE") {
+            Some(("EXCLUDE", &mut excludes))
+        } else {
+            None
+        };
+        if let Some((clause, groups)) = value_clause {
             let [field, value, tail @ ..] = rest else {
-                return Err(bad("EXCLUDE needs a field and a value"));
+                return Err(bad(&format!("{clause} needs a field and a value")));
             };
             rest = tail;
             if field.is_empty() {
-                return Err(bad("EXCLUDE field must not be empty"));
+                return Err(bad(&format!("{clause} field must not be empty")));
             }
-            add_filter(&mut excludes, &mut excluded, field, value);
+            groups.add(field, value);
         } else if option.eq_ignore_ascii_case(b"RANGE") {
             let [field, min, max, tail @ ..] = rest else {
                 return Err(bad("RANGE needs a field, a min and a max"));
@@ -350,8 +346,8 @@ fn parse(args: &[&[u8]], max_page: u64, command: Command) -> Result<Query, CrmEr
     Ok(Query {
         installation,
         user,
-        filters,
-        excludes,
+        filters: filters.groups,
+        excludes: excludes.groups,
         ranges,
         sort: sort.unwrap_or(SortBy {
             field: DEFAULT_SORT_FIELD.to_vec(),
@@ -366,24 +362,29 @@ fn parse(args: &[&[u8]], max_page: u64, command: Command) -> Result<Query, CrmEr
     })
 }
 
-/// Adds one FILTER (or EXCLUDE) to its field's group. `seen` indexes what was added, so that a call
-/// with many FILTER arguments stays linear.
-fn add_filter(
-    filters: &mut Vec<FilterGroup>,
-    seen: &mut HashMap<Bytes, (usize, HashSet<Bytes>)>,
-    field: &[u8],
-    value: &[u8],
-) {
-    let (index, values) = seen.entry(field.to_vec()).or_insert_with(|| {
-        filters.push(FilterGroup {
-            field: field.to_vec(),
-            values: Vec::new(),
+/// FILTER's (or EXCLUDE's) groups as they are parsed: one per field, each value once.
+#[derive(Default)]
+struct Groups {
+    groups: Vec<FilterGroup>,
+    /// Per field, its group's place and the values it has, so that a call with many
+    /// FILTER arguments stays linear.
+    seen: HashMap<Bytes, (usize, HashSet<Bytes>)>,
+}
+
+impl Groups {
+    fn add(&mut self, field: &[u8], value: &[u8]) {
+        let groups = &mut self.groups;
+        let (index, values) = self.seen.entry(field.to_vec()).or_insert_with(|| {
+            groups.push(FilterGroup {
+                field: field.to_vec(),
+                values: Vec::new(),
+            });
+            (groups.len() - 1, HashSet::new())
         });
-        (filters.len() - 1, HashSet::new())
-    });
-    if values.insert(value.to_vec()) {
-        if let Some(group) = filters.get_mut(*index) {
-            group.values.push(value.to_vec());
+        if values.insert(value.to_vec()) {
+            if let Some(group) = groups.get_mut(*index) {
+                group.values.push(value.to_vec());
+            }
         }
     }
 }
