@@ -182,9 +182,8 @@ impl Buckets {
     }
 
     /// The meetings of `within` whose key lies in `low..=high` (`key_of` gives a meeting's
-    /// key): the buckets wholly inside are intersected with `within` as they are (never
-    /// copied whole), only the meetings of `within` in the one or two that straddle an end
-    /// are looked at one by one.
+    /// key): the buckets wholly inside are intersected as they are, only the meetings of
+    /// `within` in the one or two that straddle an end are looked at one by one.
     pub fn in_range(
         &self,
         low: u64,
@@ -196,6 +195,7 @@ impl Buckets {
         if low > high {
             return found;
         }
+        let mut whole_buckets = RoaringBitmap::new();
         // The bucket holding `low` starts at the greatest bound not above it.
         let start = self
             .ranges
@@ -211,7 +211,7 @@ impl Buckets {
                 None => bound >= low && last_key <= high,
             };
             if whole {
-                found |= &range.members & within;
+                whole_buckets |= &range.members;
             } else if range.only_key.is_none() {
                 let candidates = &range.members & within;
                 let inside = candidates
@@ -220,7 +220,7 @@ impl Buckets {
                 found |= RoaringBitmap::from_sorted_iter(inside).unwrap_or_default();
             }
         }
-        found
+        found | (whole_buckets & within)
     }
 
     /// Gives back the room the buckets' bitmaps grew into.
