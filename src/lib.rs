@@ -47,6 +47,10 @@ mod module {
         command::run_guarded(ctx, &args, &spec::MEETING_SET, meeting_write::meeting_set)
     }
 
+    fn crm_meeting_mset(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+        command::run_guarded(ctx, &args, &spec::MEETING_MSET, meeting_write::meeting_mset)
+    }
+
     fn crm_meeting_del(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         command::run_guarded(ctx, &args, &spec::MEETING_DEL, meeting_write::meeting_del)
     }
@@ -146,6 +150,7 @@ mod module {
         commands: [
             [spec::MEETINGS.name, crm_meetings, spec::MEETINGS.flags, 0, 0, 0, ""],
             [spec::MEETING_SET.name, crm_meeting_set, spec::MEETING_SET.flags, 0, 0, 0, ""],
+            [spec::MEETING_MSET.name, crm_meeting_mset, spec::MEETING_MSET.flags, 0, 0, 0, ""],
             [spec::MEETING_DEL.name, crm_meeting_del, spec::MEETING_DEL.flags, 0, 0, 0, ""],
             [spec::CHECK.name, crm_check, spec::CHECK.flags, 0, 0, 0, ""],
             [spec::REPAIR.name, crm_repair, spec::REPAIR.flags, 0, 0, 0, ""],

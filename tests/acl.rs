@@ -254,6 +254,7 @@ fn command_info_declares_routing_and_categories() {
         ("crm.explain", -3, "readonly", "@read", "RO"),
         ("crm.facets", -3, "readonly", "@read", "RO"),
         ("crm.meeting.set", -5, "write", "@write", "RW"),
+        ("crm.meeting.mset", -5, "write", "@write", "RW"),
         ("crm.meeting.del", 3, "write", "@write", "RW"),
         ("crm.check", -2, "readonly", "@read", "RO"),
         ("crm.repair", 2, "write", "@write", "RW"),
@@ -304,6 +305,7 @@ fn command_info_declares_routing_and_categories() {
                 "crm.explain",
                 "crm.facets",
                 "crm.meeting.del",
+                "crm.meeting.mset",
                 "crm.meeting.set",
                 "crm.meetings",
                 "crm.repair"

@@ -205,22 +205,56 @@ fn random_step(
     let roll = rng.below(1000);
     let step = match roll {
         0..=199 => {
-            cmd = redis::cmd("CRM.MEETING.SET");
-            cmd.arg(&ins).arg(&id);
-            if rng.chance(80) {
-                cmd.arg("clientid").arg(&client);
-            }
-            for (field, values) in FIELDS {
-                if rng.chance(60) {
-                    cmd.arg(field).arg(colliding_value(rng, field, values));
+            // A third of the writes are CRM.MEETING.MSET of one to four meetings.
+            let ids: Vec<String> = if rng.chance(33) {
+                let mut ids = vec![id.clone()];
+                for _ in 0..rng.below(4) {
+                    let other = (1 + rng.below(80)).to_string();
+                    if !ids.contains(&other) {
+                        ids.push(other);
+                    }
+                }
+                ids
+            } else {
+                Vec::new()
+            };
+            let many = !ids.is_empty();
+            cmd = redis::cmd(if many {
+                "CRM.MEETING.MSET"
+            } else {
+                "CRM.MEETING.SET"
+            });
+            cmd.arg(&ins);
+            for id in if many { ids } else { vec![id.clone()] } {
+                let mut pairs: Vec<(String, String)> = Vec::new();
+                if rng.chance(80) {
+                    pairs.push(("clientid".into(), (1 + rng.below(10)).to_string()));
+                }
+                for (field, values) in FIELDS {
+                    if rng.chance(60) {
+                        pairs.push((field.into(), colliding_value(rng, field, values).into()));
+                    }
+                }
+                if rng.chance(70) {
+                    pairs.push(("date".into(), ((rng.below(8) as i64 - 2) * 100).to_string()));
+                }
+                pairs.push((
+                    "details".into(),
+                    format!("{{\"id\":\"{id}\",\"v\":{}}}", rng.below(100)),
+                ));
+                cmd.arg(&id);
+                if many {
+                    cmd.arg(pairs.len());
+                }
+                for (field, value) in pairs {
+                    cmd.arg(field).arg(value);
                 }
             }
-            if rng.chance(70) {
-                cmd.arg("date").arg((rng.below(8) as i64 - 2) * 100);
+            if many {
+                "CRM.MEETING.MSET"
+            } else {
+                "CRM.MEETING.SET"
             }
-            cmd.arg("details")
-                .arg(format!("{{\"id\":\"{id}\",\"v\":{}}}", rng.below(100)));
-            "CRM.MEETING.SET"
         }
         200..=279 => {
             cmd = redis::cmd("CRM.MEETING.DEL");

@@ -103,6 +103,189 @@ fn set_creates_updates_and_moves_between_values() {
     );
 }
 
+/// Writes of a few meetings, moves between values included, as (id, field/value pairs).
+fn mixed_writes() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("1", vec!["status", "close", "date", "2025-03-04"]),
+        (
+            "2",
+            vec![
+                "clientid",
+                "5",
+                "type",
+                "sms",
+                "date",
+                "2025-03-04T10:00:00+01:00",
+            ],
+        ),
+        (
+            "3",
+            vec![
+                "clientid",
+                "6",
+                "type",
+                "email",
+                "status",
+                "open",
+                "details",
+                "{\"a\":[1]}",
+            ],
+        ),
+        (
+            "4",
+            vec![
+                "clientid",
+                "6",
+                "type",
+                "call",
+                "type",
+                "video",
+                "date",
+                "1497052800",
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn mset_writes_as_set_does_each() {
+    let server = Server::start();
+    let mut con = server.connect();
+    let start = [
+        "10", "1", "clientid", "1", "status", "open", "type", "email",
+    ];
+    // One meeting per CRM.MEETING.SET...
+    set(&mut con, &start);
+    let created: Vec<i64> = mixed_writes()
+        .iter()
+        .map(|(id, pairs)| {
+            let args: Vec<&str> = ["10", id].iter().chain(pairs).copied().collect();
+            set(&mut con, &args)
+        })
+        .collect();
+    let by_set = keyspace_state(&mut con);
+    // ... and all in one CRM.MEETING.MSET give the same keyspace and the same replies.
+    redis::cmd("FLUSHALL").query::<()>(&mut con).unwrap();
+    set(&mut con, &start);
+    let mut mset = redis::cmd("CRM.MEETING.MSET");
+    mset.arg("10");
+    for (id, pairs) in mixed_writes() {
+        mset.arg(id).arg(pairs.len() / 2).arg(pairs);
+    }
+    let replies: Vec<i64> = mset.query(&mut con).unwrap();
+    assert_eq!(replies, created);
+    assert_eq!(replies, [0, 1, 1, 1]);
+    assert_eq!(keyspace_state(&mut con), by_set);
+    assert_eq!(members(&mut con, "meeting_status:open_ins_10"), ["3"]);
+    assert_eq!(members(&mut con, "meeting_type:video_ins_10"), ["4"]);
+    assert_eq!(score(&mut con, "meeting:2"), Some(1_741_078_800.0));
+    let all = meetings(&mut con, &["10", "u1", "SORTBY", "date", "ASC"]);
+    assert!(all.ids().is_empty(), "no user has clients yet");
+}
+
+#[test]
+fn mset_where_two_names_render_one_key_writes_as_set_does() {
+    // Field `type:x` value `y` and field `type` value `x:y` both name `meeting_type:x:y_ins_10`:
+    // meeting 1 leaves it by one name and joins by the other, meeting 2 the other way round.
+    let server = Server::start_with(&["filter-fields", "type status type:x"], &[]);
+    let mut con = server.connect();
+    let start = |con: &mut Connection| {
+        redis::cmd("FLUSHALL").query::<()>(con).unwrap();
+        for id in ["1", "2"] {
+            set(
+                con,
+                &["10", id, "clientid", "1", "type:x", "y", "type", "w"],
+            );
+        }
+    };
+    let writes: [(&str, [&str; 4]); 2] = [
+        ("1", ["type:x", "q", "type", "x:y"]),
+        ("2", ["type", "x:y", "type:x", "q"]),
+    ];
+    start(&mut con);
+    for (id, pairs) in &writes {
+        let args: Vec<&str> = ["10", id].iter().chain(pairs).copied().collect();
+        set(&mut con, &args);
+    }
+    let by_set = keyspace_state(&mut con);
+    let shared = members(&mut con, "meeting_type:x:y_ins_10");
+    start(&mut con);
+    let mut mset = redis::cmd("CRM.MEETING.MSET");
+    mset.arg("10");
+    for (id, pairs) in &writes {
+        mset.arg(id).arg(2).arg(pairs);
+    }
+    mset.query::<Vec<i64>>(&mut con).unwrap();
+    assert_eq!(members(&mut con, "meeting_type:x:y_ins_10"), shared);
+    assert_eq!(keyspace_state(&mut con), by_set);
+}
+
+#[test]
+fn mset_refuses_every_meeting_for_one() {
+    let server = Server::start();
+    let mut con = server.connect();
+    set(&mut con, &["20", "7", "clientid", "1"]);
+    set(&mut con, &["10", "1", "clientid", "1", "status", "open"]);
+    let before = keyspace_state(&mut con);
+    let mset_arity = "ERR wrong number of arguments for 'crm.meeting.mset' command";
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["10", "2", "1", "clientid", "3", "7", "1", "status", "close"],
+            "ERR meeting '7' belongs to installation '20'",
+        ),
+        (
+            &["10", "2", "1", "clientid", "3", "8", "1", "status", "open"],
+            "ERR clientid is required to create meeting '8'",
+        ),
+        (
+            &[
+                "10", "1", "1", "status", "close", "2", "2", "clientid", "3", "details", "{bad",
+            ],
+            "ERR details of meeting '2' must be valid JSON",
+        ),
+        (
+            &[
+                "10", "1", "1", "status", "close", "2", "2", "clientid", "3", "date", "soon",
+            ],
+            "ERR date must be a number, an RFC 3339 date-time or a YYYY-MM-DD date, got 'soon'",
+        ),
+        (
+            &["10", "2", "1", "clientid", "3", "2", "1", "status", "open"],
+            "ERR meeting '2' is given twice: one CRM.MEETING.MSET writes each meeting once",
+        ),
+        (
+            &["10", "2", "two", "clientid", "3"],
+            "ERR the field count of meeting '2' must be a positive integer, got 'two'",
+        ),
+        (&["10", "2", "2", "clientid", "3"], mset_arity),
+        (&["10", "2", "1", "clientid", "3", "4"], mset_arity),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(
+            error_of(&mut con, "CRM.MEETING.MSET", &args),
+            *expected,
+            "{args:?}"
+        );
+        assert_eq!(keyspace_state(&mut con), before, "{expected}");
+    }
+    // A key of the wrong type that one meeting would write refuses them all.
+    redis::cmd("SET")
+        .arg("meeting_type:sms_ins_10")
+        .arg("x")
+        .query::<()>(&mut con)
+        .unwrap();
+    let before = keyspace_state(&mut con);
+    let args: Vec<&[u8]> = [
+        "10", "2", "1", "clientid", "3", "3", "2", "clientid", "3", "type", "sms",
+    ]
+    .iter()
+    .map(|a| a.as_bytes())
+    .collect();
+    assert!(error_of(&mut con, "CRM.MEETING.MSET", &args).starts_with("WRONGTYPE"));
+    assert_eq!(keyspace_state(&mut con), before);
+}
+
 #[test]
 fn validation_errors_write_nothing() {
     let server = Server::start();

@@ -7,7 +7,9 @@ use crm_meetings::core::order::compare_ids;
 use crm_meetings::core::query::{parse_facets, parse_query, Bound, FilterGroup, Format, Query};
 use crm_meetings::core::types::Direction;
 use crm_meetings::core::values::{parse_rfc3339, parse_sort_value};
-use crm_meetings::core::write::{parse_meeting_del, parse_meeting_set, MeetingWrite};
+use crm_meetings::core::write::{
+    parse_meeting_del, parse_meeting_mset, parse_meeting_set, MeetingWrite,
+};
 use crm_meetings::error::CrmError;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -189,6 +191,22 @@ fn check_write(args: &[&[u8]]) {
             assert!(!write.id.is_empty());
             let again = render_write(&write);
             assert_eq!(parse_meeting_set(&as_slices(&again)), Ok(write));
+        }
+        Err(error) => check_error(&error),
+    }
+    match parse_meeting_mset(args) {
+        Ok(writes) => {
+            // Printed back as one call: the same writes, each meeting once.
+            let mut again = vec![args.first().map(|a| a.to_vec()).unwrap_or_default()];
+            for write in &writes {
+                assert!(!write.id.is_empty());
+                again.extend([
+                    write.id.clone(),
+                    write.fields.len().to_string().into_bytes(),
+                ]);
+                again.extend(render_write(write).into_iter().skip(2));
+            }
+            assert_eq!(parse_meeting_mset(&as_slices(&again)), Ok(writes));
         }
         Err(error) => check_error(&error),
     }

@@ -194,9 +194,10 @@ impl AuditJob {
                 if self.mode == Mode::Repair && !fixes.is_empty() {
                     let writes = fixes.len() as u64;
                     // The same write path as CRM.MEETING.SET: the index follows the mend.
-                    write_through(ctx, &store, &self.installation, &state.id, || {
-                        store.apply(&self.installation, &state.id, &fixes)?;
-                        Ok(fixes)
+                    let id = state.id.as_slice();
+                    write_through(ctx, &store, &self.installation, &[id], || {
+                        store.apply(&self.installation, &[(id, &fixes)])?;
+                        Ok(vec![fixes])
                     })?;
                     self.report.writes += writes;
                 }

@@ -144,6 +144,26 @@ pub const MEETING_SET: CommandInfo = CommandInfo {
     ],
 };
 
+pub const MEETING_MSET: CommandInfo = CommandInfo {
+    name: "crm.meeting.mset",
+    flags: "write deny-oom",
+    arity: -5,
+    writes: true,
+    summary: "Creates or updates up to 500 meetings of one installation in one step, as CRM.MEETING.SET does each",
+    complexity: "O(F) where F is the number of fields given",
+    since: "0.1.0",
+    args: &[
+        INSTALLATION,
+        Arg::new("meeting", ArgKind::Block).multiple().of(&[
+            ID,
+            Arg::new("count", ArgKind::Integer),
+            Arg::new("data", ArgKind::Block)
+                .multiple()
+                .of(&[Arg::new("field", ArgKind::Text), Arg::new("value", ArgKind::Text)]),
+        ]),
+    ],
+};
+
 pub const MEETING_DEL: CommandInfo = CommandInfo {
     name: "crm.meeting.del",
     flags: "write",
@@ -181,11 +201,12 @@ pub const REPAIR: CommandInfo = CommandInfo {
     args: &[INSTALLATION],
 };
 
-pub const ALL: [CommandInfo; 7] = [
+pub const ALL: [CommandInfo; 8] = [
     MEETINGS,
     EXPLAIN,
     FACETS,
     MEETING_SET,
+    MEETING_MSET,
     MEETING_DEL,
     CHECK,
     REPAIR,

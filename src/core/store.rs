@@ -71,9 +71,10 @@ pub trait MeetingWriter {
         fields: &[&[u8]],
     ) -> Result<Option<Vec<Option<Bytes>>>, CrmError>;
 
-    /// Applies the effects of one write to one meeting. Every key they touch is checked
-    /// first, so a key of the wrong type fails the write before anything changes.
-    fn apply(&self, installation: &[u8], id: &[u8], effects: &[Effect]) -> Result<(), CrmError>;
+    /// Applies the effects of writes to meetings of one installation (each meeting once), as
+    /// one step. Every key they touch is checked first, so a key of the wrong type fails the
+    /// writes before anything changes.
+    fn apply(&self, installation: &[u8], writes: &[(&[u8], &[Effect])]) -> Result<(), CrmError>;
 }
 
 /// What the in-memory index reads on top of a query's reads: sets and sort ZSETs in

@@ -5,6 +5,7 @@
 
 pub mod dataset;
 pub mod model;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

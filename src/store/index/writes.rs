@@ -20,14 +20,15 @@ use crate::error::CrmError;
 use crate::ffi::selected_db;
 use crate::store::keyspace::KeyspaceStore;
 
-/// Runs a CRM write through `store` (`apply` changes the keyspace and returns the effects
-/// it applied), then applies those effects to the installation's index.
+/// Runs a CRM write of the meetings `ids` through `store` (`apply` changes the keyspace and
+/// returns the effects it applied to each, in the order of `ids`), then applies those
+/// effects to the installation's index.
 pub fn write_through(
     ctx: &Context,
     store: &KeyspaceStore,
     installation: &[u8],
-    id: &[u8],
-    apply: impl FnOnce() -> Result<Vec<Effect>, CrmError>,
+    ids: &[&[u8]],
+    apply: impl FnOnce() -> Result<Vec<Vec<Effect>>, CrmError>,
 ) -> Result<(), CrmError> {
     if !ACTIVE.load(Ordering::Relaxed) {
         return apply().map(drop);
@@ -53,8 +54,11 @@ pub fn write_through(
         if touched::hashes_followed() {
             // No hash notification tells the other indexes that name this hash.
             let mut meeting_key = Vec::new();
-            store.meeting_key(installation, id, &mut meeting_key);
-            registry.mark_everywhere(&meeting_key, Event::Other);
+            for id in ids {
+                meeting_key.clear();
+                store.meeting_key(installation, id, &mut meeting_key);
+                registry.mark_everywhere(&meeting_key, Event::Other);
+            }
         }
         let Some(entry) = registry.entries.get_mut(&key) else {
             return;
@@ -63,7 +67,10 @@ pub fn write_through(
             // Effects named in other templates than the index's (a CONFIG SET while a
             // CRM.REPAIR runs) cannot be applied to it.
             Ok(_) if !entry.templates.same_as(store.templates()) => false,
-            Ok(effects) => entry.index.apply_write(id, effects).is_ok(),
+            Ok(written) => ids
+                .iter()
+                .zip(written)
+                .all(|(id, effects)| entry.index.apply_write(id, effects).is_ok()),
             // Refused before the first change: nothing to follow.
             Err(error) => !matches!(error, CrmError::Internal(_)),
         };
@@ -73,7 +80,7 @@ pub fn write_through(
             return;
         }
         let updated = match &outcome {
-            Ok(effects) => sole_parts_by_key(store, installation, effects),
+            Ok(written) => sole_parts_by_key(store, installation, written.iter().flatten()),
             Err(_) => HashMap::new(),
         };
         for changed in deferred {
@@ -88,13 +95,13 @@ pub fn write_through(
 }
 
 /// For each key the effects change, the part they change there, when it is only one.
-fn sole_parts_by_key(
+fn sole_parts_by_key<'e>(
     store: &KeyspaceStore,
     installation: &[u8],
-    effects: &[Effect],
+    effects: impl Iterator<Item = &'e Effect>,
 ) -> HashMap<Bytes, Part> {
     let mut by_key: HashMap<Bytes, Vec<Part>> = HashMap::new();
-    for part in effects.iter().filter_map(part_written) {
+    for part in effects.filter_map(part_written) {
         let (key, _) = store.part_key(installation, &part);
         let parts = by_key.entry(key).or_default();
         if !parts.contains(&part) {
