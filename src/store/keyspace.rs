@@ -295,7 +295,7 @@ impl MeetingWriter for KeyspaceStore<'_> {
         let mut commands = self.commands_of(installation, writes, true);
         // Where two names render one key (field `type:x` value `y`, field `type` value
         // `x:y`), a meeting's add and removal there do not commute: each command in turn.
-        let mut names: HashMap<&[u8], (KeyRole, &[u8], &[u8])> = HashMap::new();
+        let mut names: HashMap<&[u8], KeyName> = HashMap::new();
         let shared = commands
             .iter()
             .filter(|command| command.role != KeyRole::Meeting)
@@ -339,6 +339,9 @@ impl MeetingWriter for KeyspaceStore<'_> {
         Ok(())
     }
 }
+
+/// What renders a set's or sorted set's key: its role, field and value.
+type KeyName<'e> = (KeyRole, &'e [u8], &'e [u8]);
 
 /// One command of a write: its name, the setting its key comes from, the kind that key must
 /// hold, the key, and the arguments after it (borrowed from the effects where they can be).
