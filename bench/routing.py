@@ -5,12 +5,13 @@ holds many indexes (every write's keyspace notification is routed by the module)
 The same server binary (Redis 8.2 from $REDIS8 unless --server) with the module, holding
 --installations small indexed installations (--per meetings each, written with
 CRM.MEETING.SET and queried once), and without the module, holding the same keys (DUMP and
-RESTORE). `redis-benchmark -P 16 -c 20 -r 1000000 -t set,hset -n 1000000 -q` against
-each, one uncounted round each first, then --rounds rounds alternating which goes first;
-prints the median throughput with and without the module and the loss, and writes
-ROUTING.md into --out.
+RESTORE). `redis-benchmark -P 16 -c 20 -r 1000000 -t <test> -n --requests -q` for SET then
+HSET against each, one uncounted round each first, then --rounds rounds alternating which
+goes first; prints the median throughput with and without the module and the loss, and the
+server's own CPU time per request (INFO cpu, which client-side noise does not reach), and
+writes ROUTING.md into --out.
 
-Usage: routing.py [--server PATH] [--installations 1000] [--rounds 5] [--out bench]
+Usage: routing.py [--server PATH] [--installations 1000] [--rounds 5] [--requests 5000000] [--out bench]
 """
 import argparse
 import os
@@ -28,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import MODULE, ROOT, RedisServer, crm_info, log  # noqa: E402
 
 USER = "u1"
-BENCHMARK_ARGS = ["-P", "16", "-c", "20", "-r", "1000000", "-t", "set,hset", "-n", "1000000", "-q"]
+BENCHMARK_ARGS = ["-P", "16", "-c", "20", "-r", "1000000", "-q"]
+TESTS = ["SET", "HSET"]
 
 
 def redis_benchmark():
@@ -90,11 +92,23 @@ def pin(pid, cpu):
         os.sched_setaffinity(pid, {cpu})
 
 
-def run_benchmark(binary, server):
-    out = subprocess.run([binary, "-p", str(server.port), *BENCHMARK_ARGS], capture_output=True, text=True,
-                         timeout=600, preexec_fn=lambda: pin(0, 0)).stdout
-    rates = dict(re.findall(r"([A-Z]+): ([0-9.]+) requests per second", out.replace("\r", "\n")))
-    return {test: float(rate) for test, rate in rates.items()}
+def server_cpu(server):
+    cpu = server.client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def run_benchmark(binary, server, requests):
+    """Each test: (requests per second, the server's CPU µs per request)."""
+    results = {}
+    for test in TESTS:
+        cpu = server_cpu(server)
+        out = subprocess.run([binary, "-p", str(server.port), *BENCHMARK_ARGS, "-t", test.lower(), "-n", str(requests)],
+                             capture_output=True, text=True, timeout=600, preexec_fn=lambda: pin(0, 0)).stdout
+        rate = re.search(r"([0-9.]+) requests per second", out.replace("\r", "\n"))
+        if rate is None:
+            sys.exit(f"redis-benchmark -t {test}: {out}")
+        results[test] = (float(rate.group(1)), (server_cpu(server) - cpu) * 1e6 / requests)
+    return results
 
 
 def main():
@@ -103,6 +117,7 @@ def main():
     parser.add_argument("--installations", type=int, default=1000)
     parser.add_argument("--per", type=int, default=5, help="meetings per installation")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=5_000_000, help="requests per test and round")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench"))
     args = parser.parse_args()
     if not args.server:
@@ -116,16 +131,16 @@ def main():
         keys = copy_keys(with_module, without)
         for server in (with_module, without):
             pin(server.process.pid, 1)
-        log(f"  {keys:,} keys in each server; {' '.join(BENCHMARK_ARGS)}")
+        log(f"  {keys:,} keys in each server; {' '.join(BENCHMARK_ARGS)} -n {args.requests}")
         rates = {"module": [], "plain": []}
         for server in (with_module, without):
-            run_benchmark(binary, server)  # uncounted: the keys exist from now on
+            run_benchmark(binary, server, args.requests)  # uncounted: the keys exist from now on
         for n in range(args.rounds):
             order = (with_module, without) if n % 2 == 0 else (without, with_module)
             for server in order:
-                rates[server.name].append(run_benchmark(binary, server))
+                rates[server.name].append(run_benchmark(binary, server, args.requests))
                 log(f"  round {n + 1} {server.name:6} " + "  ".join(
-                    f"{test} {rate:,.0f}/s" for test, rate in rates[server.name][-1].items()))
+                    f"{test} {rate:,.0f}/s ({cpu:.3f} µs CPU)" for test, (rate, cpu) in rates[server.name][-1].items()))
         after = crm_info(with_module.client)
         version = with_module.version
     finally:
@@ -135,19 +150,25 @@ def main():
              f"`bench/routing.py` ({version}, the same binary with and without the module): {args.installations:,}"
              f" installations of {args.per} meetings, each queried once, so the module holds"
              f" {int(before['index_installations']):,} indexes and watches their keys;"
-             f" `redis-benchmark {' '.join(BENCHMARK_ARGS)}`, {args.rounds} alternating rounds"
+             f" `redis-benchmark {' '.join(BENCHMARK_ARGS)} -n {args.requests} -t set` (then `-t hset`),"
+             f" {args.rounds} alternating rounds"
              " (after one uncounted round each), the server under test on one core and redis-benchmark on"
              " the other. The loss is the median of the rounds' losses (each round runs both servers back"
              " to back, so a machine that slows down for a while slows both); the throughputs are the"
-             " medians of each server's rounds.", "",
-             "| test | with the module | without | loss (median) | loss per round |", "|---|---|---|---|---|"]
-    for test in sorted({test for run in rates["module"] + rates["plain"] for test in run}):
-        module = statistics.median(run[test] for run in rates["module"] if test in run)
-        plain = statistics.median(run[test] for run in rates["plain"] if test in run)
-        losses = [(1 - m[test] / p[test]) * 100 for m, p in zip(rates["module"], rates["plain"])
-                  if test in m and test in p]
+             " medians of each server's rounds. The server's CPU time per request (INFO cpu, user and"
+             " system, over the test) is the cost itself, which the throughput shows through the noise of"
+             " a shared machine.", "",
+             "| test | with the module | without | loss (median) | loss per round | server CPU µs a request, with / without |",
+             "|---|---|---|---|---|---|"]
+    for test in TESTS:
+        module = statistics.median(run[test][0] for run in rates["module"])
+        plain = statistics.median(run[test][0] for run in rates["plain"])
+        losses = [(1 - m[test][0] / p[test][0]) * 100 for m, p in zip(rates["module"], rates["plain"])]
         rounds = ", ".join(f"{loss:.1f}" for loss in losses)
-        lines.append(f"| {test} | {module:,.0f}/s | {plain:,.0f}/s | {statistics.median(losses):.1f}% | {rounds} |")
+        cpu_module = statistics.median(run[test][1] for run in rates["module"])
+        cpu_plain = statistics.median(run[test][1] for run in rates["plain"])
+        lines.append(f"| {test} | {module:,.0f}/s | {plain:,.0f}/s | {statistics.median(losses):.1f}% | {rounds}"
+                     f" | {cpu_module:.3f} / {cpu_plain:.3f} (+{(cpu_module / cpu_plain - 1) * 100:.1f}%) |")
     lines += ["", f"Indexes after the rounds: {int(after['index_installations']):,} (invalidations"
               f" {int(before['index_invalidations']):,} before, {int(after['index_invalidations']):,} after).", ""]
     os.makedirs(args.out, exist_ok=True)
