@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use common::dataset::{Dataset, Rng, DATASET_SETTINGS};
 use common::postgres::Postgres;
-use common::{assert_check_clean, decode, keyspace_state, loader_path, Server};
+use common::{assert_check_clean, decode, keyspace_state, loader_path, Server, TAGGED_TEMPLATES};
 use redis::Connection;
 
 const INSTALLATION: &str = "10";
@@ -382,6 +382,73 @@ fn postgres_import_equals_the_model() {
     round_trip(Source::Postgres);
 }
 
+/// Hash-tagged templates (as for Redis Cluster): each installation has its own users' sets,
+/// and --prune deletes only those of the installations imported (a `*` or `[` in an
+/// installation's name matches itself alone).
+#[test]
+fn users_per_installation_and_prune() {
+    let server = Server::start_with(&TAGGED_TEMPLATES, &[]);
+    let mut con = server.connect();
+    let dir = scratch_dir("tagged");
+    let file = dir.join("users.csv");
+    let run = |rows: &str, args: &[&str]| {
+        std::fs::write(&file, format!("installation,user,client\n{rows}")).unwrap();
+        import(
+            &server,
+            &[&["users", &file.display().to_string()], args].concat(),
+        )
+    };
+    run("10,u1,1\n10,u1,2\n10,u2,3\n1*,u1,9\n20,u1,5\n", &[]);
+    let clients = |con: &mut Connection, key: &str| -> BTreeSet<String> {
+        redis::cmd("SMEMBERS").arg(key).query(con).unwrap()
+    };
+    assert_eq!(
+        clients(&mut con, "{10}:clients_for_user:u1"),
+        ["1", "2"].map(String::from).into()
+    );
+    assert_eq!(
+        clients(&mut con, "{20}:clients_for_user:u1"),
+        ["5"].map(String::from).into()
+    );
+    assert_eq!(
+        clients(&mut con, "{1*}:clients_for_user:u1"),
+        ["9"].map(String::from).into()
+    );
+    // Installation 10 again, without u2 and with u1 down to one client.
+    let summary = run("10,u1,2\n", &["--installation", "10", "--prune"]);
+    assert!(
+        summary.contains("1 users' sets replaced, 1 without rows deleted"),
+        "{summary}"
+    );
+    assert_eq!(
+        clients(&mut con, "{10}:clients_for_user:u1"),
+        ["2"].map(String::from).into()
+    );
+    assert!(clients(&mut con, "{10}:clients_for_user:u2").is_empty());
+    assert_eq!(
+        clients(&mut con, "{20}:clients_for_user:u1"),
+        ["5"].map(String::from).into()
+    );
+    // `1*` as a pattern would match installation 10's sets too: escaped, it matches its own.
+    let summary = run("1*,u3,4\n", &["--prune"]);
+    assert!(summary.contains("1 without rows deleted"), "{summary}");
+    assert!(clients(&mut con, "{1*}:clients_for_user:u1").is_empty());
+    assert_eq!(
+        clients(&mut con, "{10}:clients_for_user:u1"),
+        ["2"].map(String::from).into()
+    );
+    // A row of another installation than --installation is skipped, not written.
+    let output = crm_load(
+        &server,
+        &["users", &file.display().to_string(), "--installation", "10"],
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("line 2: skipped (another installation)")
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn bad_rows_are_reported_by_line_and_skipped() {
     let server = Server::start();
@@ -477,4 +544,12 @@ fn bad_rows_are_reported_by_line_and_skipped() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 3: skipped (unreadable)"), "{stderr}");
     assert!(stderr.contains("line 4: skipped (unreadable)"), "{stderr}");
+    // Its one good row has no type, status nor date: a misnamed column is told, not hidden.
+    for field in ["type", "status", "date"] {
+        assert!(
+            stderr.contains(&format!("warning: no row has the field '{field}'")),
+            "{stderr}"
+        );
+    }
+    assert!(!String::from_utf8_lossy(&run.stderr).contains("warning"));
 }

@@ -27,6 +27,8 @@ pub struct Settings {
     pub meeting: String,
     /// `crm.clients-key`: the set of the clients a user may see (`<installation>`, `<user>`).
     pub clients: String,
+    /// `crm.filter-fields`: fields with a set per value.
+    pub filter_fields: Vec<String>,
     /// `crm.sort-fields`: fields whose values must be dates or numbers.
     pub sort_fields: Vec<String>,
 }
@@ -43,13 +45,14 @@ impl Settings {
                 .nth(1)
                 .ok_or_else(|| format!("{name} is not set: is the module loaded?"))
         };
+        let mut list = |name: &str| -> Result<Vec<String>, String> {
+            Ok(get(name)?.split_whitespace().map(str::to_string).collect())
+        };
         Ok(Settings {
+            filter_fields: list("crm.filter-fields")?,
+            sort_fields: list("crm.sort-fields")?,
             meeting: get("crm.meeting-key")?,
             clients: get("crm.clients-key")?,
-            sort_fields: get("crm.sort-fields")?
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
         })
     }
 

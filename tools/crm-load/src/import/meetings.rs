@@ -73,6 +73,12 @@ pub fn import(
             false => write(con, receive, report),
         });
         let mut open: HashMap<String, Batch> = HashMap::new();
+        // The filter and sort fields no row has had yet: a misnamed column is told.
+        let mut unseen: Vec<&String> = settings
+            .filter_fields
+            .iter()
+            .chain(&settings.sort_fields)
+            .collect();
         let outcome = rows(&mut |row| {
             report.read();
             let meeting = row.and_then(|row| meeting_of(row, options, settings, from_postgres));
@@ -83,6 +89,9 @@ pub fn import(
                     return Ok(());
                 }
             };
+            if !unseen.is_empty() {
+                unseen.retain(|field| !meeting.fields.iter().any(|(name, _)| name == *field));
+            }
             let batch = open
                 .entry(installation.clone())
                 .or_insert_with(|| Batch::new(installation.clone()));
@@ -110,6 +119,12 @@ pub fn import(
             .map_err(|_| "the writer thread panicked".to_string())?;
         written?;
         outcome?;
+        for field in unseen {
+            report.warn(&format!(
+                "no row has the field '{field}' (crm.filter-fields, crm.sort-fields): a query \
+                 that filters or sorts by it does not find these meetings; is the column named so?"
+            ));
+        }
         flushed
     })?;
     Ok(format!("through CRM.MEETING.MSET ({size} meetings a call)"))

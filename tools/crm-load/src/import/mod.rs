@@ -138,6 +138,12 @@ impl Report {
         self.count(|counts| counts.written += rows);
     }
 
+    /// Says something on standard error that does not skip a row.
+    pub fn warn(&self, message: &str) {
+        self.bar
+            .suspend(|| eprintln!("crm-load: warning: {message}"));
+    }
+
     /// Counts a skipped row and says which, and why, on standard error.
     pub fn skip(&self, skip: Skip) {
         self.bar.suspend(|| {
