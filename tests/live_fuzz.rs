@@ -160,7 +160,32 @@ fn valid_call(rng: &mut Rng) -> Vec<String> {
         ])
         .map(|w| w.to_string())
         .collect(),
-        5 => vec!["CRM.MEETING.DEL".into(), installation, id],
+        5 if rng.chance(50) => vec!["CRM.MEETING.DEL".into(), installation, id],
+        // Two meetings in one call, the second sometimes the first again.
+        5 => {
+            let other = rng.pick(&["12", "19", "600", id.as_str()]).to_string();
+            [
+                "CRM.MEETING.MSET",
+                &installation,
+                &id,
+                "2",
+                "clientid",
+                "7",
+                "status",
+                "close",
+                &other,
+                "3",
+                "clientid",
+                "8",
+                "type",
+                "call",
+                "date",
+                "2017-06-13",
+            ]
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+        }
         6 => vec!["CRM.EXPLAIN".into(), installation, user],
         _ => vec![
             rng.pick(&["CRM.CHECK", "CRM.REPAIR"]).to_string(),
@@ -195,6 +220,7 @@ fn random_command(rng: &mut Rng) -> Vec<Vec<u8>> {
         "CRM.EXPLAIN",
         "CRM.MEETING.SET",
         "CRM.MEETING.SET",
+        "CRM.MEETING.MSET",
         "CRM.MEETING.DEL",
         "CRM.CHECK",
         "CRM.REPAIR",
