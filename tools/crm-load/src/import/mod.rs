@@ -185,35 +185,27 @@ pub fn run(options: &Options) -> Result<ExitCode, String> {
         .iter()
         .map(|(reason, count)| format!("{count} {reason}"))
         .collect();
+    let reasons = match reasons.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", reasons.join(", ")),
+    };
+    let kind = match options.kind {
+        Kind::Meetings => "meetings",
+        Kind::Users => "users",
+    };
+    let (done, written, how) = match options.dry_run {
+        true => (
+            "dry run of",
+            "would be written",
+            " (nothing was written)".into(),
+        ),
+        false => ("imported", "written", format!(", {how}")),
+    };
+    let rate = counts.read as f64 / seconds.max(1e-9);
     println!(
-        "{} {}: {} rows read, {} {}, {skipped} skipped{} in {seconds:.2} s: {:.0} rows/s{}",
-        if options.dry_run {
-            "dry run of"
-        } else {
-            "imported"
-        },
-        match options.kind {
-            Kind::Meetings => "meetings",
-            Kind::Users => "users",
-        },
-        counts.read,
-        counts.written,
-        if options.dry_run {
-            "would be written"
-        } else {
-            "written"
-        },
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reasons.join(", "))
-        },
-        counts.read as f64 / seconds.max(1e-9),
-        if options.dry_run {
-            " (nothing was written)".to_string()
-        } else {
-            format!(", {how}")
-        },
+        "{done} {kind}: {} rows read, {} {written}, {skipped} skipped{reasons} in {seconds:.2} s: \
+         {rate:.0} rows/s{how}",
+        counts.read, counts.written,
     );
     if skipped > 0 && !options.allow_skips {
         eprintln!("crm-load: {skipped} rows skipped: fix them, or pass --allow-skips to accept the import");
