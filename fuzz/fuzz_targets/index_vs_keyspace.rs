@@ -309,12 +309,13 @@ impl World {
         let Ok(write) = parse_meeting_set(&args) else {
             return Ok(());
         };
-        let stored = self.stored(&write.id);
+        let id = write.id.clone();
+        let stored = self.stored(&id);
         // A refused write changes nothing.
-        let Ok((_, effects)) = effects_of_set(&write, stored.as_deref(), &self.schema) else {
+        let Ok((_, effects)) = effects_of_set(write, stored.as_deref(), &self.schema) else {
             return Ok(());
         };
-        self.write_through(installation, &write.id, &effects);
+        self.write_through(installation, &id, &effects);
         Ok(())
     }
 

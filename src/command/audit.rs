@@ -224,8 +224,11 @@ impl AuditJob {
             .chain(&self.schema.sort_fields)
             .map(Vec::as_slice)
             .collect();
-        let hash = store.stored_fields(&self.installation, &id, &fields)?;
         let ids = std::slice::from_ref(&id);
+        let hash = store
+            .stored_fields(&self.installation, ids, &fields)?
+            .pop()
+            .flatten();
         let mut scores = Vec::with_capacity(self.schema.sort_fields.len());
         for field in &self.schema.sort_fields {
             scores.push(

@@ -63,13 +63,13 @@ pub trait MeetingStore {
 
 /// What the write commands need on top of reading.
 pub trait MeetingWriter {
-    /// The meeting's `fields` as stored, in order; `None` when it has no hash.
+    /// Each meeting's `fields` as stored, in order; `None` where it has no hash.
     fn stored_fields(
         &self,
         installation: &[u8],
-        id: &[u8],
+        ids: &[Bytes],
         fields: &[&[u8]],
-    ) -> Result<Option<Vec<Option<Bytes>>>, CrmError>;
+    ) -> Result<Vec<Option<Vec<Option<Bytes>>>>, CrmError>;
 
     /// Applies the effects of writes to meetings of one installation (each meeting once), as
     /// one step. Every key they touch is checked first, so a key of the wrong type fails the

@@ -284,11 +284,10 @@ impl MeetingWriter for KeyspaceStore<'_> {
     fn stored_fields(
         &self,
         installation: &[u8],
-        id: &[u8],
+        ids: &[Bytes],
         fields: &[&[u8]],
-    ) -> Result<Option<Vec<Option<Bytes>>>, CrmError> {
-        let rows = self.read_meetings(installation, &[id.to_vec()], fields)?;
-        Ok(rows.into_iter().next().flatten())
+    ) -> Result<Vec<Option<Vec<Option<Bytes>>>>, CrmError> {
+        self.read_meetings(installation, ids, fields)
     }
 
     fn apply(&self, installation: &[u8], writes: &[(&[u8], &[Effect])]) -> Result<(), CrmError> {
@@ -337,6 +336,16 @@ impl MeetingWriter for KeyspaceStore<'_> {
             self.write(command.name, &command.key, &command.args)?;
         }
         Ok(())
+    }
+}
+
+/// A score as ZADD takes it: the same text as `f64`'s, by the cheaper integer formatting for
+/// the usual whole seconds (zero keeps its sign through the float's).
+fn score_text(score: f64) -> Bytes {
+    if score.fract() == 0.0 && score != 0.0 && score.abs() < 1e15 {
+        (score as i64).to_string().into_bytes()
+    } else {
+        score.to_string().into_bytes()
     }
 }
 
@@ -475,7 +484,7 @@ impl KeyspaceStore<'_> {
                             ("SREM", KeyRole::Meetings, KeyKind::Set, &[], &[], args)
                         }
                         Effect::SetSortScore { field, score } => {
-                            let score = Cow::Owned(score.to_string().into_bytes());
+                            let score = Cow::Owned(score_text(*score));
                             let args = vec![score, Cow::Owned(member.clone())];
                             ("ZADD", KeyRole::Sort, KeyKind::SortedSet, field, &[], args)
                         }

@@ -216,11 +216,11 @@ pub fn validate(write: &MeetingWrite, schema: &Schema) -> Result<(), CrmError> {
 /// The effects of a SET, given the meeting's tracked fields as stored (`None`: no hash).
 /// Returns whether the meeting is created.
 pub fn effects_of_set(
-    write: &MeetingWrite,
+    write: MeetingWrite,
     stored: Option<&[(Bytes, Option<Bytes>)]>,
     schema: &Schema,
 ) -> Result<(bool, Vec<Effect>), CrmError> {
-    validate(write, schema)?;
+    validate(&write, schema)?;
     check_owner(stored, &write.installation, &write.id)?;
     let stored_value = |field: &[u8]| stored_value(stored, field);
     let created = stored.is_none();
@@ -234,15 +234,14 @@ pub fn effects_of_set(
             printable(&write.id)
         )));
     }
-    let mut pairs = write.fields.clone();
     // A new meeting's hash names its installation, so that no other one may change it.
-    if created
+    let name_installation = created
         && stored_value(INSTALLATION_FIELD).is_none()
-        && !pairs.iter().any(|(field, _)| field == INSTALLATION_FIELD)
-    {
-        pairs.push((INSTALLATION_FIELD.to_vec(), write.installation.clone()));
-    }
-    let mut effects = vec![Effect::WriteHash(pairs)];
+        && !write
+            .fields
+            .iter()
+            .any(|(field, _)| field == INSTALLATION_FIELD);
+    let mut effects = Vec::with_capacity(write.fields.len() + 3);
     for (field, value) in &write.fields {
         if schema.filter_fields.contains(field) {
             match stored_value(field) {
@@ -269,6 +268,17 @@ pub fn effects_of_set(
         }
     }
     effects.push(Effect::AddToMeetingsSet);
+    // The pairs move into the hash write, first of the effects (not copied: an import
+    // writes hundreds of thousands of them).
+    let MeetingWrite {
+        installation,
+        fields: mut pairs,
+        ..
+    } = write;
+    if name_installation {
+        pairs.push((INSTALLATION_FIELD.to_vec(), installation));
+    }
+    effects.insert(0, Effect::WriteHash(pairs));
     Ok((created, effects))
 }
 
@@ -339,25 +349,25 @@ fn check_owner(
 /// one step. Returns, for each, whether the meeting was created and the effects applied.
 pub fn set_meetings<S: MeetingWriter>(
     store: &S,
-    writes: &[MeetingWrite],
+    writes: Vec<MeetingWrite>,
     schema: &Schema,
 ) -> Result<Vec<(bool, Vec<Effect>)>, CrmError> {
-    let Some(installation) = writes.first().map(|write| write.installation.as_slice()) else {
+    let Some(installation) = writes.first().map(|write| write.installation.clone()) else {
         return Ok(Vec::new());
     };
+    let ids: Vec<Bytes> = writes.iter().map(|write| write.id.clone()).collect();
+    let stored = read_tracked(store, &installation, &ids, schema)?;
     let written = writes
-        .iter()
-        .map(|write| {
-            let stored = read_tracked(store, installation, &write.id, schema)?;
-            effects_of_set(write, stored.as_deref(), schema)
-        })
+        .into_iter()
+        .zip(stored)
+        .map(|(write, stored)| effects_of_set(write, stored.as_deref(), schema))
         .collect::<Result<Vec<_>, CrmError>>()?;
-    let batch: Vec<(&[u8], &[Effect])> = writes
+    let batch: Vec<(&[u8], &[Effect])> = ids
         .iter()
         .zip(&written)
-        .map(|(write, (_, effects))| (write.id.as_slice(), effects.as_slice()))
+        .map(|(id, (_, effects))| (id.as_slice(), effects.as_slice()))
         .collect();
-    store.apply(installation, &batch)?;
+    store.apply(&installation, &batch)?;
     Ok(written)
 }
 
@@ -368,7 +378,9 @@ pub fn delete_meeting<S: MeetingWriter>(
     id: &[u8],
     schema: &Schema,
 ) -> Result<(bool, Vec<Effect>), CrmError> {
-    let stored = read_tracked(store, installation, id, schema)?;
+    let stored = read_tracked(store, installation, &[id.to_vec()], schema)?
+        .pop()
+        .flatten();
     let effects = effects_of_delete(installation, id, stored.as_deref(), schema)?;
     store.apply(installation, &[(id, &effects)])?;
     Ok((stored.is_some(), effects))
@@ -376,21 +388,27 @@ pub fn delete_meeting<S: MeetingWriter>(
 
 type StoredFields = Vec<(Bytes, Option<Bytes>)>;
 
+/// Each meeting's tracked fields as stored (`None` where it has no hash), read in one pass.
 fn read_tracked<S: MeetingWriter>(
     store: &S,
     installation: &[u8],
-    id: &[u8],
+    ids: &[Bytes],
     schema: &Schema,
-) -> Result<Option<StoredFields>, CrmError> {
+) -> Result<Vec<Option<StoredFields>>, CrmError> {
     let fields = schema.tracked_fields();
-    let values = store.stored_fields(installation, id, &fields)?;
-    Ok(values.map(|values| {
-        fields
-            .iter()
-            .map(|field| field.to_vec())
-            .zip(values)
-            .collect()
-    }))
+    let rows = store.stored_fields(installation, ids, &fields)?;
+    Ok(rows
+        .into_iter()
+        .map(|values| {
+            values.map(|values| {
+                fields
+                    .iter()
+                    .map(|field| field.to_vec())
+                    .zip(values)
+                    .collect()
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]

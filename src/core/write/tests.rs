@@ -96,7 +96,9 @@ fn validation() {
 fn create_requires_a_client() {
     let w = write(&["10", "11", "status", "open"]).unwrap();
     assert_eq!(
-        effects_of_set(&w, None, &schema()).unwrap_err().to_string(),
+        effects_of_set(w.clone(), None, &schema())
+            .unwrap_err()
+            .to_string(),
         "ERR clientid is required to create meeting '11'"
     );
     let existing = stored(&[
@@ -105,10 +107,18 @@ fn create_requires_a_client() {
         ("status", None),
         ("date", None),
     ]);
-    assert!(!effects_of_set(&w, Some(&existing), &schema()).unwrap().0);
+    assert!(
+        !effects_of_set(w.clone(), Some(&existing), &schema())
+            .unwrap()
+            .0
+    );
     // An existing hash without a client (written before the module) can be updated.
     let clientless = stored(&[("clientid", None), ("type", None)]);
-    assert!(!effects_of_set(&w, Some(&clientless), &schema()).unwrap().0);
+    assert!(
+        !effects_of_set(w.clone(), Some(&clientless), &schema())
+            .unwrap()
+            .0
+    );
 }
 
 #[test]
@@ -122,7 +132,7 @@ fn a_move_leaves_the_old_value() {
         "10", "11", "status", "close", "type", "email", "date", "100",
     ])
     .unwrap();
-    let (created, effects) = effects_of_set(&w, Some(&existing), &schema()).unwrap();
+    let (created, effects) = effects_of_set(w.clone(), Some(&existing), &schema()).unwrap();
     assert!(!created);
     assert_eq!(
         effects,
@@ -181,15 +191,20 @@ fn another_installations_meeting_is_refused() {
     let error = effects_of_delete(b"10", b"5", Some(&theirs), &schema()).unwrap_err();
     assert_eq!(error.to_string(), message);
     let write = parse_meeting_set(&[b"10", b"5", b"details", b"{}"]).unwrap();
-    let error = effects_of_set(&write, Some(&theirs), &schema()).unwrap_err();
+    let error = effects_of_set(write.clone(), Some(&theirs), &schema()).unwrap_err();
     assert_eq!(error.to_string(), message);
     // Its own, and a hash written before the module (naming none), are written.
     let ours = stored(&[("clientid", Some("2")), ("installation", Some("10"))]);
-    assert!(effects_of_set(&write, Some(&ours), &schema()).is_ok());
-    assert!(effects_of_set(&write, Some(&stored(&[("clientid", Some("2"))])), &schema()).is_ok());
+    assert!(effects_of_set(write.clone(), Some(&ours), &schema()).is_ok());
+    assert!(effects_of_set(
+        write.clone(),
+        Some(&stored(&[("clientid", Some("2"))])),
+        &schema()
+    )
+    .is_ok());
     // A new meeting's hash is given its installation; another one may not be named.
     let new = parse_meeting_set(&[b"10", b"6", b"clientid", b"3"]).unwrap();
-    let (_, effects) = effects_of_set(&new, None, &schema()).unwrap();
+    let (_, effects) = effects_of_set(new.clone(), None, &schema()).unwrap();
     assert_eq!(
         effects.first(),
         Some(&Effect::WriteHash(vec![
@@ -199,7 +214,7 @@ fn another_installations_meeting_is_refused() {
     );
     let other =
         parse_meeting_set(&[b"10", b"6", b"clientid", b"3", b"installation", b"20"]).unwrap();
-    assert!(effects_of_set(&other, None, &schema()).is_err());
+    assert!(effects_of_set(other.clone(), None, &schema()).is_err());
 }
 
 #[test]
