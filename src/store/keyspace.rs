@@ -291,17 +291,20 @@ impl MeetingWriter for KeyspaceStore<'_> {
     }
 
     fn apply(&self, installation: &[u8], writes: &[(&[u8], &[Effect])]) -> Result<(), CrmError> {
-        let mut commands = self.commands_of(installation, writes, true);
+        // One meeting's commands are one each already.
+        let several = writes.len() > 1;
+        let mut commands = self.commands_of(installation, writes, several);
         // Where two names render one key (field `type:x` value `y`, field `type` value
         // `x:y`), a meeting's add and removal there do not commute: each command in turn.
         let mut names: HashMap<&[u8], KeyName> = HashMap::new();
-        let shared = commands
-            .iter()
-            .filter(|command| command.role != KeyRole::Meeting)
-            .any(|command| {
-                let name = (command.role, command.named_by.0, command.named_by.1);
-                *names.entry(&command.key).or_insert(name) != name
-            });
+        let shared = several
+            && commands
+                .iter()
+                .filter(|command| command.role != KeyRole::Meeting)
+                .any(|command| {
+                    let name = (command.role, command.named_by.0, command.named_by.1);
+                    *names.entry(&command.key).or_insert(name) != name
+                });
         if shared {
             commands = self.commands_of(installation, writes, false);
         }
