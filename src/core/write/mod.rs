@@ -63,7 +63,7 @@ pub fn parse_meeting_set(args: &[&[u8]]) -> Result<MeetingWrite, CrmError> {
 }
 
 /// The most meetings one CRM.MEETING.MSET writes: a few milliseconds of the server's time
-/// (about 9 µs a new meeting at 1,000,000 on the benchmark machine).
+/// (about 7 µs a new meeting at 1,000,000 on the benchmark machine).
 pub const MSET_MAX_MEETINGS: usize = 500;
 
 /// `<installation> <id> <count> <field> <value> ... [<id> <count> <field> <value> ...]`,
