@@ -20,7 +20,7 @@ use clap::Args;
 // splitmix64, shared with the tests: the same data for the same seed on every machine.
 use seeded::Rng;
 
-use crate::server::{progress_bar, render, Server, Settings};
+use crate::server::{progress_bar, Server, Settings};
 
 const TYPES: [(&str, u64); 5] = [
     ("email", 40),
@@ -73,7 +73,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let clients = (options.meetings / 10).max(1);
     let started = Instant::now();
 
-    let templates = Settings::read(&mut con)?;
+    let settings = Settings::read(&mut con)?;
     let many = options.installations > 1;
     let neighbour_size = if many { 0 } else { options.meetings / 10 };
     let installations: Vec<(String, u64)> = if many {
@@ -90,7 +90,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     };
     // Users' sets are per installation when their template names it or each installation
     // has its own users; else the neighbours share the first one's.
-    let per_installation = many || templates.clients.contains("<installation>");
+    let per_installation = many || settings.clients.contains("<installation>");
     for (installation, _) in
         installations
             .iter()
@@ -105,7 +105,7 @@ pub fn run(options: &Options) -> Result<(), String> {
             &mut con,
             &mut rng,
             options,
-            &templates,
+            &settings,
             installation,
             &prefix,
             clients,
@@ -116,7 +116,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     // Ids are global under the default `meeting:<id>` key, so each installation gets its own range.
     let mut next_id = 1;
     for (installation, count) in &installations {
-        let ids = free_ids(&mut con, &templates, installation, &mut next_id, *count)?;
+        let ids = free_ids(&mut con, &settings, installation, &mut next_id, *count)?;
         write_meetings(
             &mut con,
             &mut rng,
@@ -156,7 +156,7 @@ fn write_users(
     con: &mut redis::Connection,
     rng: &mut Rng,
     options: &Options,
-    templates: &Settings,
+    settings: &Settings,
     installation: &str,
     user_prefix: &str,
     clients: u64,
@@ -167,10 +167,7 @@ fn write_users(
         let count = (clients / share).max(1);
         let visible: Vec<u64> = (0..count).map(|_| 1 + rng.below(clients)).collect();
         let user = format!("{user_prefix}{user}");
-        let key = render(
-            &templates.clients,
-            &[("<installation>", installation), ("<user>", &user)],
-        );
+        let key = settings.clients_key(installation, &user);
         pipe.cmd("DEL").arg(&key).ignore();
         for chunk in visible.chunks(10_000) {
             pipe.cmd("SADD").arg(&key).arg(chunk).ignore();
@@ -251,7 +248,7 @@ fn write_meetings(
 /// (its hash names it): an id someone else wrote is skipped.
 fn free_ids(
     con: &mut redis::Connection,
-    templates: &Settings,
+    settings: &Settings,
     installation: &str,
     next_id: &mut u64,
     count: u64,
@@ -264,10 +261,7 @@ fn free_ids(
         *next_id += candidates.len() as u64;
         let mut pipe = redis::pipe();
         for id in &candidates {
-            let key = render(
-                &templates.meeting,
-                &[("<installation>", installation), ("<id>", &id.to_string())],
-            );
+            let key = settings.meeting_key(installation, &id.to_string());
             pipe.cmd("EXISTS")
                 .arg(&key)
                 .cmd("HGET")

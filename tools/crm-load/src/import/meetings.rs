@@ -173,8 +173,11 @@ fn meeting_of(
     Ok((installation, Meeting { at, id, fields }))
 }
 
-/// The module's rule for a sort field: Unix seconds (under 1e11: more is milliseconds), an
-/// RFC 3339 date-time with any offset, or a `YYYY-MM-DD` date.
+/// The module's rule for a sort field (`core::values::sort_score` and `write::validate`):
+/// Unix seconds (under 1e11: more is milliseconds), an RFC 3339 date-time with any offset,
+/// or a `YYYY-MM-DD` date. Written again here because crm-load cannot link the module's
+/// crate (its global allocator is the server's); the server still checks every row, and
+/// `tests/import.rs` sends every date form through both.
 fn check_sort_value(value: &str) -> Result<(), String> {
     let numeric = !value.is_empty()
         && value

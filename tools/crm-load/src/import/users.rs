@@ -22,19 +22,17 @@ pub fn import(
     rows: &mut ReadRows,
 ) -> Result<String, String> {
     let per_installation = settings.clients.contains("<installation>");
-    // Each user's key, with their clients and the rows that named them.
-    let mut sets: BTreeMap<String, (Vec<String>, u64)> = BTreeMap::new();
+    // Each user's key, with their clients (one a row).
+    let mut sets: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut installations: BTreeSet<String> = options.installation.iter().cloned().collect();
     rows(&mut |row| {
         report.read();
         match row.and_then(|row| pair_of(row, options, per_installation)) {
             Ok((installation, user, client)) => {
                 installations.insert(installation.clone());
-                let set = sets
-                    .entry(settings.clients_key(&installation, &user))
-                    .or_default();
-                set.0.push(client);
-                set.1 += 1;
+                sets.entry(settings.clients_key(&installation, &user))
+                    .or_default()
+                    .push(client);
             }
             Err(skip) => report.skip(skip),
         }
@@ -46,7 +44,7 @@ pub fn import(
         false => Vec::new(),
     };
     if options.dry_run {
-        report.written(sets.values().map(|(_, rows)| rows).sum());
+        report.written(sets.values().map(|clients| clients.len() as u64).sum());
         return Ok(String::new());
     }
     for keys in pruned.chunks(CLIENTS_A_CALL) {
@@ -55,10 +53,10 @@ pub fn import(
             .query::<()>(con)
             .map_err(|e| format!("deleting the sets of users without rows: {e}"))?;
     }
-    let sets: Vec<(String, (Vec<String>, u64))> = sets.into_iter().collect();
+    let sets: Vec<(String, Vec<String>)> = sets.into_iter().collect();
     for chunk in sets.chunks(USERS_A_CALL) {
         let mut pipe = redis::pipe();
-        for (key, (clients, _)) in chunk {
+        for (key, clients) in chunk {
             pipe.cmd("MULTI").ignore().cmd("DEL").arg(key).ignore();
             for part in clients.chunks(CLIENTS_A_CALL) {
                 pipe.cmd("SADD").arg(key).arg(part).ignore();
@@ -67,7 +65,7 @@ pub fn import(
         }
         pipe.query::<()>(con)
             .map_err(|e| format!("writing users: {e}"))?;
-        report.written(chunk.iter().map(|(_, (_, rows))| rows).sum());
+        report.written(chunk.iter().map(|(_, clients)| clients.len() as u64).sum());
     }
     Ok(match options.prune {
         true => format!(
@@ -83,23 +81,23 @@ fn unnamed_users(
     con: &mut redis::Connection,
     settings: &Settings,
     installations: &BTreeSet<String>,
-    named: &BTreeMap<String, (Vec<String>, u64)>,
+    named: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<String>, String> {
+    // One pattern per installation, or one for all where the template names none.
+    let patterns: BTreeSet<String> = installations
+        .iter()
+        .map(|installation| {
+            render(
+                &glob_escaped(&settings.clients),
+                &[
+                    ("<installation>", &glob_escaped(installation)),
+                    ("<user>", "*"),
+                ],
+            )
+        })
+        .collect();
     let mut unnamed = Vec::new();
-    let per_installation = settings.clients.contains("<installation>");
-    let every = [String::new()];
-    let installations: Vec<&String> = match per_installation {
-        true => installations.iter().collect(),
-        false => every.iter().collect(),
-    };
-    for installation in installations {
-        let pattern = render(
-            &glob_escaped(&settings.clients),
-            &[
-                ("<installation>", &glob_escaped(installation)),
-                ("<user>", "*"),
-            ],
-        );
+    for pattern in patterns {
         let keys: redis::Iter<String> = redis::cmd("SCAN")
             .cursor_arg(0)
             .arg("MATCH")
