@@ -270,7 +270,12 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         &INDEX,
         true,
         ConfigurationFlags::DEFAULT,
-        None,
+        Some(Box::new(|_: &ConfigurationContext, _: &str, on| {
+            // Off: the indexes go now (freed in slices), not at the next query.
+            if !on.load(Ordering::Relaxed) {
+                index::drop_all();
+            }
+        })),
     );
     register_i64_configuration(
         ctx,

@@ -1,11 +1,12 @@
 //! Key templates and limits as module configurations: defaults, CONFIG SET with checks,
-//! `loadmodule` arguments, and the configuration-file form.
+//! `loadmodule` arguments, the configuration-file form, and `crm.index` switched off and on.
 
 mod common;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use common::{error_of, load_seed, meetings, Server};
+use common::{error_of, figure, load_seed, meetings, Server};
 use redis::Connection;
 
 fn settings(con: &mut Connection) -> HashMap<String, String> {
@@ -174,4 +175,44 @@ fn configuration_file_form_and_bad_arguments() {
             .unwrap_or_else(|| panic!("module loaded with {bad:?}"));
         assert!(log.contains("crm-meetings:"), "{bad:?}: {log}");
     }
+}
+
+#[test]
+fn index_off_drops_the_indexes_at_once() {
+    let server = Server::start();
+    let mut con = server.connect();
+    load_seed(&mut con);
+    let query = [
+        "10", "2", "FILTER", "type", "email", "FILTER", "status", "open",
+    ];
+    // The indexes once the loading slices are done (a few milliseconds for the seed).
+    let indexes_built = |con: &mut Connection| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while figure(con, "index_installations") == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        figure(con, "index_installations")
+    };
+    let set_index = |con: &mut Connection, value: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("crm.index")
+            .arg(value)
+            .query::<()>(con)
+            .unwrap()
+    };
+    let indexed = meetings(&mut con, &query);
+    assert_eq!(indexes_built(&mut con), 1);
+
+    // Off: gone with the CONFIG SET, before any query; the answers stay the same.
+    set_index(&mut con, "no");
+    assert_eq!(figure(&mut con, "index_installations"), 0);
+    assert!(figure(&mut con, "index_dropped") >= 1);
+    assert_eq!(meetings(&mut con, &query).ids(), indexed.ids());
+    assert_eq!(figure(&mut con, "index_installations"), 0);
+
+    // On again: the next query builds it again.
+    set_index(&mut con, "yes");
+    assert_eq!(meetings(&mut con, &query).ids(), indexed.ids());
+    assert_eq!(indexes_built(&mut con), 1);
 }

@@ -112,7 +112,7 @@ fn written(command: &FilteredCommand, positions: touched::Positions, event: Even
             true,
         );
     }
-    if ACTIVE.load(Ordering::Relaxed) {
+    if ACTIVE.load(Ordering::Relaxed) && positions.may_name_meeting(command) {
         let keys = touched::named_keys(positions, event, command, true);
         if !keys.is_empty() {
             touched::touch(keys, client(), false);

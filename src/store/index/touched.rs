@@ -120,6 +120,14 @@ impl Positions {
                 .for_each(|at| each(command.arg(at))),
         }
     }
+
+    /// Whether some key of `command` may be a meeting's hash: no lock and no allocation,
+    /// for the common write to keys no index reads.
+    pub(super) fn may_name_meeting(self, command: &FilteredCommand) -> bool {
+        let mut may = false;
+        self.for_each_key(command, |key| may |= routes::may_name_meeting(key));
+        may
+    }
 }
 
 /// A key a filtered command names, followed again once the command has surely run.
