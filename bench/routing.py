@@ -87,7 +87,6 @@ def copy_keys(source, target):
         for key, value in zip(batch, dumps.execute()):
             pipe.restore(key, 0, value, replace=True)
         pipe.execute()
-    return len(keys)
 
 
 def pin(pid, cpu):

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{error_of, figure, load_seed, meetings, Server};
+use common::{error_of, figure, load_seed, meetings, set_config, Server};
 use redis::Connection;
 
 fn settings(con: &mut Connection) -> HashMap<String, String> {
@@ -193,26 +193,18 @@ fn index_off_drops_the_indexes_at_once() {
         }
         figure(con, "index_installations")
     };
-    let set_index = |con: &mut Connection, value: &str| {
-        redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("crm.index")
-            .arg(value)
-            .query::<()>(con)
-            .unwrap()
-    };
     let indexed = meetings(&mut con, &query);
     assert_eq!(indexes_built(&mut con), 1);
 
     // Off: gone with the CONFIG SET, before any query; the answers stay the same.
-    set_index(&mut con, "no");
+    set_config(&mut con, "crm.index", "no");
     assert_eq!(figure(&mut con, "index_installations"), 0);
     assert!(figure(&mut con, "index_dropped") >= 1);
     assert_eq!(meetings(&mut con, &query).ids(), indexed.ids());
     assert_eq!(figure(&mut con, "index_installations"), 0);
 
     // On again: the next query builds it again.
-    set_index(&mut con, "yes");
+    set_config(&mut con, "crm.index", "yes");
     assert_eq!(meetings(&mut con, &query).ids(), indexed.ids());
     assert_eq!(indexes_built(&mut con), 1);
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use common::dataset::{Dataset, Query, Rng, FIELDS};
 use common::{
-    decode, env_number, error_of, figure, index_answers, info, keyspace_state, replicate, Answer,
-    Server, REFERENCE_LUA,
+    decode, env_number, error_of, figure, index_answers, info, keyspace_state, replicate,
+    set_config, Answer, Server, REFERENCE_LUA,
 };
 use redis::{Connection, ConnectionLike, Value};
 
@@ -719,15 +719,6 @@ fn after(con: &mut Connection, commands: &[&str], query: &str) -> Result<Answer,
 }
 
 /// Whether the server knows `command` (HPEXPIRE since Redis 7.4, VADD since Redis 8).
-fn set_config(con: &mut Connection, name: &str, value: &str) {
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg(name)
-        .arg(value)
-        .query::<()>(con)
-        .unwrap();
-}
-
 fn server_has(con: &mut Connection, command: &str) -> bool {
     let info: Value = redis::cmd("COMMAND")
         .arg(&["INFO", command])

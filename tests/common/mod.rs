@@ -446,6 +446,16 @@ pub fn info(con: &mut Connection, section: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// CONFIG SET `name` `value`; fails the test if the server refuses it.
+pub fn set_config(con: &mut Connection, name: &str, value: &str) {
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query::<()>(con)
+        .unwrap();
+}
+
 /// One figure of INFO's crm section (`crm_<name>`), 0 when absent.
 pub fn figure(con: &mut Connection, name: &str) -> u64 {
     info(con, "crm")
