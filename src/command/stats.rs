@@ -7,7 +7,8 @@ use std::sync::{Mutex, PoisonError};
 use redis_module::{Context, InfoContext, RedisResult};
 
 use super::spec;
-use crate::ffi::hooks::{register_command_filter, register_info, FilteredCommand, Verb};
+use crate::ffi::hooks::{register_command_filter, register_info, FilteredCommand};
+use crate::ffi::verb::Verb;
 use crate::store::{access, index};
 
 /// Latencies in microseconds: exact below 16, then 8 buckets per power of two, so a
@@ -108,6 +109,7 @@ pub fn rows_returned(rows: usize) {
     with_stats(|stats| stats.rows_returned += rows as u64);
 }
 
+#[cold]
 pub fn reset() {
     with_stats(|stats| *stats = Stats::NEW);
 }
@@ -123,17 +125,17 @@ pub fn register(ctx: &Context) -> Result<(), String> {
 /// read, and the indexes follow what writes name (see `store::index::members`).
 fn watch_command(command: &FilteredCommand) {
     let verb = Verb::of(command.arg(0));
-    match verb.as_bytes() {
-        b"config"
+    match verb {
+        Verb::Config
             if command.word_count() == 2 && command.arg(1).eq_ignore_ascii_case(b"resetstat") =>
         {
             reset()
         }
-        b"acl" => access::acl_command(command.client_id()),
-        b"exec" => access::exec_command(command.client_id()),
+        Verb::Acl => access::acl_command(command.client_id()),
+        Verb::Exec => access::exec_command(command.client_id()),
         _ => {}
     }
-    index::members::on_command(command, verb.as_bytes());
+    index::members::on_command(command, verb);
 }
 
 /// The default section, shown as `# crm` with fields prefixed `crm_`.

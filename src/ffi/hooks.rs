@@ -124,36 +124,6 @@ pub fn client_exists(id: u64) -> bool {
     client_flags(id).is_some()
 }
 
-/// A command's name in lowercase, when it is at most [`Verb::MAX`] bytes long (every name
-/// the module looks for is); empty otherwise. Lowercased once per command, compared as is.
-pub struct Verb {
-    bytes: [u8; Verb::MAX],
-    len: usize,
-}
-
-impl Verb {
-    pub const MAX: usize = 12;
-
-    pub fn of(name: &[u8]) -> Verb {
-        let mut bytes = [0u8; Verb::MAX];
-        // Byte by byte rather than a copy then a lowercasing pass: this runs before every
-        // command, and the copy's store stalled the load that lowercased it.
-        let len = if name.len() <= Verb::MAX {
-            name.len()
-        } else {
-            0
-        };
-        for (byte, from) in bytes.iter_mut().zip(name.iter().take(len)) {
-            *byte = from.to_ascii_lowercase();
-        }
-        Verb { bytes, len }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
-}
-
 /// A command as a filter sees it, before it runs; its arguments are read, never changed.
 pub struct FilteredCommand(*mut raw::RedisModuleCommandFilterCtx);
 

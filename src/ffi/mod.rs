@@ -17,7 +17,8 @@
 //!   does not;
 //! - the command filter, the server events SWAPDB, REPL_ASYNC_LOAD and client changes, and
 //!   key-space notifications of classes chosen at load ([`hooks`]): the crate does not wrap
-//!   the first ones, and subscribes notification classes fixed at compile time.
+//!   the first ones, and subscribes notification classes fixed at compile time; the names
+//!   of the commands the filter follows, told apart in a few instructions ([`verb`]).
 
 pub mod alloc;
 pub mod block;
@@ -26,6 +27,7 @@ pub mod hooks;
 pub mod key;
 pub mod string;
 pub mod user;
+pub mod verb;
 
 use redis_module::{raw, Context};
 

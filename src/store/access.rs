@@ -144,6 +144,7 @@ static ACL_SENDERS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 /// An ACL command, about to run or to be queued (the filter cannot tell): what users may
 /// read may change now, and again when the client's EXEC runs it. `None`: the server
 /// cannot name the client (Redis 7.0), so every EXEC counts.
+#[cold]
 pub fn acl_command(client: Option<u64>) {
     forget_acl_cache();
     if let Some(client) = client {
@@ -156,6 +157,7 @@ pub fn acl_command(client: Option<u64>) {
 
 /// An EXEC: it may run a queued ACL command when its client sent one (or when the server
 /// cannot name the client).
+#[cold]
 pub fn exec_command(client: Option<u64>) {
     let sent_acl = match client {
         Some(client) => {

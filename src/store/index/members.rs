@@ -27,6 +27,7 @@ use super::events::Event;
 use super::{touched, ACTIVE, REGISTRY};
 use crate::core::types::Bytes;
 use crate::ffi::hooks::{client_exists, run_at_end_of_turn, FilteredCommand};
+use crate::ffi::verb::Verb;
 
 /// Members noted per key at most; past it the key is read again whole.
 const MAX_MEMBERS: usize = 4096;
@@ -71,26 +72,41 @@ static PAUSE_SEEN: AtomicBool = AtomicBool::new(false);
 
 /// The command filter's part: notes the members a command names on a watched key, and
 /// follows the string and hash writes of `touched.rs`. Runs before every command of the
-/// server: it returns at once for the others.
-pub fn on_command(command: &FilteredCommand, verb: &[u8]) {
+/// server: it returns at once for the others. What is rare is out of line (`#[cold]`), so
+/// that the common case spans few cache lines: it shares the instruction cache with the
+/// server's own code for every command, and with 1,000 indexes a longer path here cost
+/// HSET 4% more of the server's time by evicting that code (docs/benchmark.md).
+pub fn on_command(command: &FilteredCommand, verb: Verb) {
     if NOTED.load(Ordering::Relaxed) {
         forget_current();
     }
     match verb {
         // Followed with no index yet too: one may be built before the EXEC.
-        b"multi" | b"exec" | b"discard" | b"reset" => return transaction(command, verb),
-        b"client" | b"failover" => return pause_guard(command),
-        _ => {}
-    }
-    if let Some((positions, event)) = touched::written_keys(verb) {
-        return written(command, positions, event);
-    }
-    if !ACTIVE.load(Ordering::Relaxed) {
-        return;
-    }
-    if let b"sadd" | b"srem" | b"zrem" | b"smove" | b"zincrby" | b"zadd" | b"geoadd" = verb {
-        let queuing = command.client_id().filter(|id| is_queuing(*id));
-        note_command(command, verb, queuing);
+        Verb::Multi | Verb::Exec | Verb::Discard | Verb::Reset => transaction(command, verb),
+        Verb::Client | Verb::Failover => pause_guard(command),
+        Verb::Sadd
+        | Verb::Srem
+        | Verb::Zrem
+        | Verb::Smove
+        | Verb::Zincrby
+        | Verb::Zadd
+        | Verb::Geoadd => {
+            if ACTIVE.load(Ordering::Relaxed) {
+                note_command(command, verb);
+            }
+        }
+        _ => {
+            if let Some((positions, event)) = touched::written_keys(verb) {
+                // A string or hash write: most touch no client in MULTI, no pause and no
+                // key an index may have as a meeting's hash.
+                if ANY_QUEUED.load(Ordering::Relaxed)
+                    || PAUSE_SEEN.load(Ordering::Relaxed)
+                    || ACTIVE.load(Ordering::Relaxed) && positions.may_name_meeting(command)
+                {
+                    written(command, positions, event);
+                }
+            }
+        }
     }
 }
 
@@ -98,6 +114,8 @@ pub fn on_command(command: &FilteredCommand, verb: &[u8]) {
 /// has that meeting when the command runs: one may be built after the filter saw it, before
 /// a command queued in MULTI or held by a pause runs. Those keep every key they name; the
 /// others only the keys some index has as a meeting's hash now.
+#[cold]
+#[inline(never)]
 fn written(command: &FilteredCommand, positions: touched::Positions, event: Event) {
     if ANY_QUEUED.load(Ordering::Relaxed) {
         if let Some(id) = command.client_id().filter(|id| is_queuing(*id)) {
@@ -122,14 +140,16 @@ fn written(command: &FilteredCommand, positions: touched::Positions, event: Even
 
 /// MULTI, EXEC, DISCARD and RESET (`verb`; RESET ends a transaction too), where the
 /// server names the client.
-fn transaction(command: &FilteredCommand, verb: &[u8]) {
+#[cold]
+#[inline(never)]
+fn transaction(command: &FilteredCommand, verb: Verb) {
     let Some(client) = command.client_id() else {
         return;
     };
     match (verb, is_queuing(client)) {
-        (b"multi", false) => start_queue(client),
-        (b"exec", true) => touched::touch(run_queue(client), Some(client), pause_holds()),
-        (b"discard" | b"reset", true) => {
+        (Verb::Multi, false) => start_queue(client),
+        (Verb::Exec, true) => touched::touch(run_queue(client), Some(client), pause_holds()),
+        (Verb::Discard | Verb::Reset, true) => {
             with_notes(|notes| notes.queued.remove(&client));
         }
         _ => {}
@@ -137,18 +157,21 @@ fn transaction(command: &FilteredCommand, verb: &[u8]) {
 }
 
 /// Notes the members a command names; into its client's queue when it is queued in MULTI.
-fn note_command(command: &FilteredCommand, verb: &[u8], queued: Option<u64>) {
+#[cold]
+#[inline(never)]
+fn note_command(command: &FilteredCommand, verb: Verb) {
+    let queued = command.client_id().filter(|id| is_queuing(*id));
     let count = command.word_count();
     let words = |from: usize, step: usize| (from..count).step_by(step).map(|at| command.arg(at));
     let note = |key: &[u8], members| note(key, members, queued);
     match verb {
-        b"sadd" | b"srem" | b"zrem" => note(command.arg(1), Some(words(2, 1))),
-        b"smove" => {
+        Verb::Sadd | Verb::Srem | Verb::Zrem => note(command.arg(1), Some(words(2, 1))),
+        Verb::Smove => {
             note(command.arg(1), Some(words(3, 1)));
             note(command.arg(2), Some(words(3, 1)));
         }
-        b"zincrby" => note(command.arg(1), Some(words(3, 1))),
-        b"zadd" => {
+        Verb::Zincrby => note(command.arg(1), Some(words(3, 1))),
+        Verb::Zadd => {
             // ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]
             let options = (2..count)
                 .take_while(|&at| {
@@ -158,7 +181,7 @@ fn note_command(command: &FilteredCommand, verb: &[u8], queued: Option<u64>) {
                 .count();
             note(command.arg(1), Some(words(3 + options, 2)));
         }
-        b"geoadd" => note(command.arg(1), None),
+        Verb::Geoadd => note(command.arg(1), None),
         _ => {}
     }
 }
@@ -217,6 +240,8 @@ fn run_queue(client: u64) -> Vec<(Bytes, Event)> {
 
 /// CLIENT PAUSE <ms>, CLIENT UNPAUSE, FAILOVER: the commands they hold run later without
 /// a filter call; nothing is noted until they have.
+#[cold]
+#[inline(never)]
 fn pause_guard(command: &FilteredCommand) {
     let sub = command.arg(1).to_ascii_lowercase();
     let hold = match &sub[..] {
@@ -249,6 +274,8 @@ fn pause_holds() -> bool {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn forget_current() {
     let mut notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(notes) = notes.as_mut() {

@@ -34,6 +34,7 @@ use crate::ffi::hooks::{
     client_is_blocked, filter_names_clients, run_at_end_of_turn, FilteredCommand,
 };
 use crate::ffi::key::field_ttls_readable;
+use crate::ffi::verb::Verb;
 
 const STRINGS: u8 = 1;
 const HASHES: u8 = 2;
@@ -76,21 +77,43 @@ pub(super) fn hashes_followed() -> bool {
     FOLLOWED.load(Ordering::Relaxed) & HASHES != 0
 }
 
-/// Where a write command (`verb`, lowercase) names its keys, and what it means to an
-/// index, when the filter follows its class here.
-pub(super) fn written_keys(verb: &[u8]) -> Option<(Positions, Event)> {
+/// Where a write command names its keys, and what it means to an index, when the filter
+/// follows its class here.
+pub(super) fn written_keys(verb: Verb) -> Option<(Positions, Event)> {
     let followed = FOLLOWED.load(Ordering::Relaxed);
     let class = match verb {
-        b"set" | b"setnx" | b"setex" | b"psetex" | b"getset" | b"append" | b"setrange"
-        | b"incr" | b"decr" | b"incrby" | b"decrby" | b"incrbyfloat" | b"setbit" | b"bitfield"
-        | b"pfadd" | b"pfmerge" => (STRINGS, Positions::First, Event::Other),
-        b"bitop" => (STRINGS, Positions::Second, Event::Other),
-        b"mset" | b"msetnx" => (STRINGS, Positions::Pairs, Event::Other),
-        b"hset" | b"hsetnx" | b"hmset" | b"hdel" | b"hincrby" | b"hincrbyfloat" | b"hpersist"
-        | b"hgetdel" => (HASHES, Positions::First, Event::Other),
-        b"hexpire" | b"hpexpire" | b"hexpireat" | b"hpexpireat" | b"hsetex" | b"hgetex" => {
-            (HASHES, Positions::First, Event::FieldExpire)
-        }
+        Verb::Set
+        | Verb::Setnx
+        | Verb::Setex
+        | Verb::Psetex
+        | Verb::Getset
+        | Verb::Append
+        | Verb::Setrange
+        | Verb::Incr
+        | Verb::Decr
+        | Verb::Incrby
+        | Verb::Decrby
+        | Verb::Incrbyfloat
+        | Verb::Setbit
+        | Verb::Bitfield
+        | Verb::Pfadd
+        | Verb::Pfmerge => (STRINGS, Positions::First, Event::Other),
+        Verb::Bitop => (STRINGS, Positions::Second, Event::Other),
+        Verb::Mset | Verb::Msetnx => (STRINGS, Positions::Pairs, Event::Other),
+        Verb::Hset
+        | Verb::Hsetnx
+        | Verb::Hmset
+        | Verb::Hdel
+        | Verb::Hincrby
+        | Verb::Hincrbyfloat
+        | Verb::Hpersist
+        | Verb::Hgetdel => (HASHES, Positions::First, Event::Other),
+        Verb::Hexpire
+        | Verb::Hpexpire
+        | Verb::Hexpireat
+        | Verb::Hpexpireat
+        | Verb::Hsetex
+        | Verb::Hgetex => (HASHES, Positions::First, Event::FieldExpire),
         _ => return None,
     };
     let (needed, positions, event) = class;
