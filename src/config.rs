@@ -271,8 +271,11 @@ pub fn register(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         true,
         ConfigurationFlags::DEFAULT,
         Some(Box::new(|_: &ConfigurationContext, _: &str, on| {
-            // Off: the indexes go now (freed in slices), not at the next query.
-            if !on.load(Ordering::Relaxed) {
+            // Off: the indexes go now (freed in slices), not at the next query. On: the
+            // preloaded ones are built again, as after a load.
+            if on.load(Ordering::Relaxed) {
+                preload();
+            } else {
                 index::drop_all();
             }
         })),
@@ -436,8 +439,12 @@ pub fn index_preload() -> Preload {
         })
 }
 
-/// Builds the indexes `crm.index-preload` names, in loading slices.
+/// Builds the indexes `crm.index-preload` names, in loading slices (none while `crm.index`
+/// is `no`: nothing would read them).
 fn preload() {
+    if !index_enabled() {
+        return;
+    }
     if let Ok(templates) = key_templates() {
         index::preload::start(index_preload(), templates);
     }

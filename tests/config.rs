@@ -207,4 +207,14 @@ fn index_off_drops_the_indexes_at_once() {
     set_config(&mut con, "crm.index", "yes");
     assert_eq!(meetings(&mut con, &query).ids(), indexed.ids());
     assert_eq!(indexes_built(&mut con), 1);
+
+    // A preloaded installation: not built while the index is off (nothing would read it),
+    // built again as soon as it is back on, with no query.
+    set_config(&mut con, "crm.index", "no");
+    set_config(&mut con, "crm.index-preload", "10");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(figure(&mut con, "index_installations"), 0);
+    set_config(&mut con, "crm.index", "yes");
+    assert_eq!(indexes_built(&mut con), 1);
+    assert_eq!(meetings(&mut con, &query).ids(), indexed.ids());
 }
