@@ -98,7 +98,7 @@ mod module {
                 return Status::Err;
             }
         }
-        index::follow_settings(config::index_max_memory);
+        index::follow_settings(config::index_max_memory, config::index_enabled);
         block::on_resume(block::Resume {
             ready: meetings::resume,
             timed_out: meetings::wait_timed_out,

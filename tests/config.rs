@@ -218,3 +218,40 @@ fn index_off_drops_the_indexes_at_once() {
     assert_eq!(indexes_built(&mut con), 1);
     assert_eq!(meetings(&mut con, &query).ids(), indexed.ids());
 }
+
+#[test]
+fn a_preload_ends_when_the_index_is_turned_off() {
+    let server = Server::start();
+    let mut con = server.connect();
+    load_seed(&mut con);
+    let query = ["10", "2", "FILTER", "status", "open"];
+    let expected = meetings(&mut con, &query);
+    // A preload started and the index turned off in one transaction, so that no loading
+    // slice runs in between: nothing is built.
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("CONFIG")
+        .arg("SET")
+        .arg("crm.index-preload")
+        .arg("10")
+        .ignore()
+        .cmd("CONFIG")
+        .arg("SET")
+        .arg("crm.index")
+        .arg("no")
+        .ignore()
+        .query(&mut con)
+        .expect("MULTI/EXEC");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(figure(&mut con, "index_installations"), 0);
+    assert_eq!(meetings(&mut con, &query).ids(), expected.ids());
+
+    // Back on: the preloaded installation is built with no query.
+    set_config(&mut con, "crm.index", "yes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while figure(&mut con, "index_installations") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(figure(&mut con, "index_installations"), 1);
+    assert_eq!(meetings(&mut con, &query).ids(), expected.ids());
+}

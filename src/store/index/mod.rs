@@ -142,6 +142,8 @@ struct Registry {
     timer_armed: bool,
     /// The bytes all indexes may hold together (`crm.index-max-memory`), read when needed.
     max_memory: fn() -> usize,
+    /// Whether queries may read indexes at all (`crm.index`): preloading waits for it.
+    enabled: fn() -> bool,
     figures: Figures,
 }
 
@@ -161,6 +163,7 @@ lazy_static::lazy_static! {
         releasing_bytes: 0,
         timer_armed: false,
         max_memory: || usize::MAX,
+        enabled: || true,
         figures: Figures::default(),
     });
 }
@@ -228,9 +231,13 @@ impl Registry {
     }
 }
 
-/// The settings the indexes follow, read each time they are needed: the memory budget.
-pub fn follow_settings(max_memory: fn() -> usize) {
-    with_registry(|registry| registry.max_memory = max_memory);
+/// The settings the indexes follow, read each time they are needed: the memory budget, and
+/// whether queries may read indexes at all.
+pub fn follow_settings(max_memory: fn() -> usize, enabled: fn() -> bool) {
+    with_registry(|registry| {
+        registry.max_memory = max_memory;
+        registry.enabled = enabled;
+    });
 }
 
 /// The module unloads: every index is freed now.
@@ -249,9 +256,10 @@ pub fn free_all() {
     });
 }
 
-/// `crm.index no`: every index goes.
+/// `crm.index no`: every index goes, and so does preloading.
 pub fn drop_all() {
     with_registry(|registry| {
+        registry.preloading = None;
         if !registry.entries.is_empty() {
             registry.drop_all();
         }

@@ -49,17 +49,21 @@ enum Step {
     Discovering(ScanCursor),
 }
 
-/// Starts preloading `preload` (after a load, or a change of the setting).
+/// Starts preloading `preload` (after a load, or a change of the setting); an empty list
+/// ends a preloading under way.
 pub fn start(preload: Preload, templates: KeyTemplates) {
     let step = match preload {
-        Preload::Installations(names) if names.is_empty() => return,
+        Preload::Installations(names) if names.is_empty() => None,
         Preload::Installations(names) => Some(Step::Named(names)),
         Preload::All => ScanCursor::new().ok().map(Step::Discovering),
     };
     let preloading = step.map(|step| Preloading { templates, step });
     with_registry(|registry| {
+        let started = preloading.is_some();
         registry.preloading = preloading;
-        registry.arm_soon();
+        if started {
+            registry.arm_soon();
+        }
     });
 }
 
@@ -74,6 +78,11 @@ impl Registry {
         let Some(Preloading { templates, step }) = self.preloading.take() else {
             return Ok(());
         };
+        // `crm.index no` ends it, however it was set (a module argument at load runs no
+        // callback).
+        if !(self.enabled)() {
+            return Ok(());
+        }
         select_db(ctx, PRELOAD_DB)?;
         let mut found = Vec::new();
         match step {
