@@ -439,12 +439,9 @@ pub fn index_preload() -> Preload {
         })
 }
 
-/// Builds the indexes `crm.index-preload` names, in loading slices (none while `crm.index`
-/// is `no`: nothing would read them).
+/// Builds the indexes `crm.index-preload` names, in loading slices (the slices build none
+/// while `crm.index` is `no`).
 fn preload() {
-    if !index_enabled() {
-        return;
-    }
     if let Ok(templates) = key_templates() {
         index::preload::start(index_preload(), templates);
     }

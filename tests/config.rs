@@ -177,6 +177,15 @@ fn configuration_file_form_and_bad_arguments() {
     }
 }
 
+/// The indexes once the loading slices are done (a few milliseconds for the seed).
+fn indexes_built(con: &mut Connection) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while figure(con, "index_installations") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    figure(con, "index_installations")
+}
+
 #[test]
 fn index_off_drops_the_indexes_at_once() {
     let server = Server::start();
@@ -185,14 +194,6 @@ fn index_off_drops_the_indexes_at_once() {
     let query = [
         "10", "2", "FILTER", "type", "email", "FILTER", "status", "open",
     ];
-    // The indexes once the loading slices are done (a few milliseconds for the seed).
-    let indexes_built = |con: &mut Connection| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while figure(con, "index_installations") == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        figure(con, "index_installations")
-    };
     let indexed = meetings(&mut con, &query);
     assert_eq!(indexes_built(&mut con), 1);
 
@@ -248,10 +249,6 @@ fn a_preload_ends_when_the_index_is_turned_off() {
 
     // Back on: the preloaded installation is built with no query.
     set_config(&mut con, "crm.index", "yes");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while figure(&mut con, "index_installations") == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(figure(&mut con, "index_installations"), 1);
+    assert_eq!(indexes_built(&mut con), 1);
     assert_eq!(meetings(&mut con, &query).ids(), expected.ids());
 }

@@ -256,10 +256,9 @@ pub fn free_all() {
     });
 }
 
-/// `crm.index no`: every index goes, and so does preloading.
+/// `crm.index no`: every index goes (and preloading ends at its next slice).
 pub fn drop_all() {
     with_registry(|registry| {
-        registry.preloading = None;
         if !registry.entries.is_empty() {
             registry.drop_all();
         }

@@ -59,9 +59,8 @@ pub fn start(preload: Preload, templates: KeyTemplates) {
     };
     let preloading = step.map(|step| Preloading { templates, step });
     with_registry(|registry| {
-        let started = preloading.is_some();
         registry.preloading = preloading;
-        if started {
+        if registry.preloading.is_some() {
             registry.arm_soon();
         }
     });
@@ -78,8 +77,8 @@ impl Registry {
         let Some(Preloading { templates, step }) = self.preloading.take() else {
             return Ok(());
         };
-        // `crm.index no` ends it, however it was set (a module argument at load runs no
-        // callback).
+        // `crm.index no` ends it: the one check, wherever the preload started and however
+        // the setting changed (a module argument at load runs no callback).
         if !(self.enabled)() {
             return Ok(());
         }
